@@ -1,0 +1,797 @@
+"""TaskManager: lifecycle, task group, the one submission core, stop and kill."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Generic, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._burst import run_burst
+from ._config import Config, resolve
+from ._exceptions import (
+    ManagerStoppedError,
+    MaxRetriesExceededError,
+    QueueFullError,
+    ResourceCreationError,
+)
+from ._map import MapIterator
+from ._metrics import TaskLifecycleTimestamps, TaskMetrics, TaskStats
+from ._pool import ResourcePool
+from ._queue import DISCARDED, DONE, QUEUED, RUNNING, WAITING, Task, TaskQueue
+from ._types import Callback, E, R, T
+from ._worker import NO_RESOURCE, READY, Worker
+
+__all__ = ["TaskManager"]
+
+State = Literal["new", "running", "stopping", "stopped"]
+
+_SHUTTING_DOWN = "task manager is shutting down"
+_KILLED = "task manager was killed"
+_CREATE_RETRY_FIRST = 0.05  # seconds before the first retry of a failed on_create
+_CREATE_RETRY_CAP = 2.0  # the longest pause between on_create retries
+
+
+def _shutting_down() -> ManagerStoppedError:
+    return ManagerStoppedError(_SHUTTING_DOWN)
+
+
+class TaskManager(Generic[R, E]):
+    """Runs tasks on workers that each hold one long-lived resource.
+
+    Use it as an async context manager; it runs once::
+
+        async with TaskManager[Conn, int](config) as manager:
+            value = await manager.queue_task(lambda conn: conn.fetch_one())
+
+    Every submission method goes through one core (:meth:`submit` and its waiting
+    form); every caller gets an answer: a value, an exception or
+    :class:`ManagerStoppedError`.
+    """
+
+    def __init__(self, config: Config[R]) -> None:
+        """Validate ``config``; nothing is created until the manager is entered.
+
+        Raises:
+            ConfigError: the first invalid field of ``config``.
+        """
+        self._settings = resolve(config)
+        settings = self._settings
+        self._logger = settings.logger
+        self._collector = settings.collector
+        self._state: State = "new"
+        self._entered = False
+        self._killed = False
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._tg: TaskGroup | None = None
+        self._tg_open = False
+        self._priority = TaskQueue("priority", settings.max_queue_size)
+        self._main = TaskQueue("main", settings.max_queue_size)
+        self._workers: list[Worker[R, E]] = []
+        self._idle: deque[Worker[R, E]] = deque()
+        self._running = 0
+        self._waiting: set[Task[R, E]] = set()  # failed healthily, waiting out a backoff
+        self._pool: ResourcePool[R, E] = ResourcePool(self)
+        self._scopes: set[anyio.CancelScope] = set()  # what kill() cancels
+        self._holders = 0  # workers, run_task calls and pool refills still under way
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._burst_scope: anyio.CancelScope | None = None
+        self._shutdown_started = asyncio.Event()
+        self._quiet = asyncio.Event()
+        self._stopped = asyncio.Event()
+
+    def __repr__(self) -> str:
+        stats = self.stats()
+        return (
+            f"<TaskManager state={self._state} workers={stats.active_workers}"
+            f"/{self._settings.max_worker_count} queued={stats.queued_tasks}"
+            f" priority={stats.priority_tasks} running={stats.running_tasks}>"
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def state(self) -> State:
+        """``"new"``, ``"running"``, ``"stopping"`` or ``"stopped"``."""
+        return self._state
+
+    async def __aenter__(self) -> TaskManager[R, E]:
+        """Create the pool and base workers; return once every base worker is ready.
+
+        Raises:
+            ResourceCreationError: an ``on_create`` failed; whatever was created is
+                destroyed first.
+            RuntimeError: the manager was entered before.
+        """
+        if self._entered or self._state != "new":
+            raise RuntimeError("a TaskManager runs once; create a new one to start again")
+        self._entered = True
+        self._loop = asyncio.get_running_loop()
+        settings = self._settings
+        try:
+            resources = await self._create_initial(
+                settings.resource_pool_size + settings.worker_count
+            )
+        except BaseException:
+            self._state = "stopped"
+            self._stopped.set()
+            raise
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg, self._tg_open = tg, True
+        self._pool.fill(resources[: settings.resource_pool_size])
+        for resource in resources[settings.resource_pool_size :]:
+            self._spawn_worker(burst=False, resource=resource)
+        if settings.burst_interval is not None:
+            tg.start_soon(run_burst, self)
+        self._state = "running"
+        self._logger.info(
+            "task manager started: %d workers (max %d), %d pooled resources",
+            settings.worker_count,
+            settings.max_worker_count,
+            settings.resource_pool_size,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        if exc_type is None:
+            try:
+                await self.stop()
+            except BaseException as error:  # cancelled while draining: escalate
+                with anyio.CancelScope(shield=True):
+                    await self.kill()
+                self._tg_open = False
+                await self._tg.__aexit__(type(error), error, error.__traceback__)
+                raise
+        else:
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+        self._tg_open = False
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the spec's API
+        """Shut down gracefully: finish everything accepted, then destroy every resource.
+
+        New submissions fail with ``ManagerStoppedError``; running and queued tasks run
+        to completion; tasks waiting out a retry backoff are re-queued at once.
+        Idempotent; concurrent calls wait for the same shutdown.
+
+        Args:
+            timeout: seconds to wait for the drain before escalating to :meth:`kill`.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        if self._stop_unstarted():
+            return
+        self._begin_shutdown()
+        if timeout is None:
+            await self._stopped.wait()
+            return
+        with anyio.move_on_after(timeout):
+            await self._stopped.wait()
+        if not self._stopped.is_set():
+            self._logger.warning("stop() did not finish within %ss; killing", timeout)
+            await self.kill()
+
+    async def kill(self) -> None:
+        """Shut down now: cancel running tasks, drop queued ones, destroy every resource.
+
+        Every caller, future and callback of a task that did not complete gets
+        ``ManagerStoppedError("task manager was killed")``. Idempotent; escalates a
+        :meth:`stop` in progress.
+        """
+        if self._stop_unstarted():
+            return
+        self._begin_shutdown()
+        self._kill_now()
+        await self._stopped.wait()
+
+    def _stop_unstarted(self) -> bool:
+        if self._state == "new" and not self._entered:
+            self._state = "stopped"
+            self._stopped.set()
+        return self._state == "stopped"
+
+    def _begin_shutdown(self) -> None:
+        if self._state != "running":
+            return
+        self._state = "stopping"
+        self._logger.info("task manager stopping")
+        self._shutdown_started.set()
+        for queue in (self._priority, self._main):
+            queue.fail_putters(_shutting_down)
+        if self._burst_scope is not None:
+            self._burst_scope.cancel()
+        for task in list(self._waiting):
+            self._requeue(task)
+        idle, self._idle = self._idle, deque()
+        for worker in idle:  # let idle workers see the drain and leave
+            if worker.waiter is not None and not worker.waiter.done():
+                worker.waiter.set_result(None)
+        assert self._tg is not None
+        self._tg.start_soon(self._finish_shutdown)
+
+    def _kill_now(self) -> None:
+        if self._killed:
+            return
+        self._killed = True
+        self._logger.info("task manager killed")
+        for queue in (self._priority, self._main):
+            for task in queue.drain():
+                self._answer_killed(task)
+        for task in list(self._waiting):
+            self._answer_killed(task)
+        for worker in self._workers:
+            if worker.current is not None:
+                self._answer_killed(worker.current)
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    async def _finish_shutdown(self) -> None:
+        with anyio.CancelScope(shield=True):
+            self._check_quiet()
+            await self._quiet.wait()
+            await self._pool.close()
+            self._state = "stopped"
+            self._logger.info("task manager stopped")
+            self._stopped.set()
+
+    def _check_quiet(self) -> None:
+        if self._holders == 0 and self._state == "stopping":
+            self._quiet.set()
+
+    @contextmanager
+    def _killable(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that kill() cancels."""
+        with anyio.CancelScope() as scope:
+            self._scopes.add(scope)
+            if self._killed:
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
+
+    # ---------------------------------------------------------------- submission
+
+    def _check_submission(self, fn: object) -> None:
+        """Reject programming errors at once: they are not a task's outcome."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "TaskManager methods must be called from the event loop the manager runs in"
+            ) from None
+        if loop is not self._loop:
+            if self._state == "new":
+                raise RuntimeError(
+                    "the task manager is not running: enter it with 'async with' first"
+                )
+            raise RuntimeError("the task manager runs in a different event loop")
+
+    def _new_task(
+        self,
+        fn: Callable[[R], Awaitable[E]],
+        priority: bool,
+        once: bool,
+        retries: int | None,
+        backoff: Callable[[int], float] | None,
+    ) -> Task[R, E]:
+        self._check_submission(fn)
+        if retries is None:
+            retries = self._settings.task_retries
+        elif isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        if backoff is None:
+            backoff = self._settings.retry_backoff
+        elif not callable(backoff):
+            raise TypeError(f"backoff must be callable, got {backoff!r}")
+        return Task(
+            self,
+            fn,
+            self._loop.create_future(),
+            self._priority if priority else self._main,
+            once,
+            retries,
+            backoff,
+        )
+
+    def _accept(self, task: Task[R, E]) -> None:
+        task.future.add_done_callback(task)
+        task.queued_at = time.monotonic()
+        task.home.push(task)
+        self._collector.record_arrival()
+        if self._idle:
+            self._wake_one()
+
+    def submit(
+        self,
+        fn: Callable[[R], Awaitable[E]],
+        *,
+        priority: bool = False,
+        once: bool = False,
+        retries: int | None = None,
+        backoff: Callable[[int], float] | None = None,
+    ) -> asyncio.Future[E]:
+        """Queue ``fn`` and return its future at once: the core of every submission.
+
+        Never raises for a task-level problem: the result, the task's exception,
+        ``ManagerStoppedError`` or ``QueueFullError`` all arrive through the future.
+        Cancelling the future discards the task if it is still queued, or cancels it
+        if it is running.
+
+        Args:
+            fn: ``fn(resource)`` returning an awaitable.
+            priority: use the priority queue.
+            once: never re-run it, whatever the failure.
+            retries: re-runs after healthy failures; None means ``Config.task_retries``.
+            backoff: ``attempt -> seconds`` before a healthy re-run; None means
+                ``Config.retry_backoff``.
+
+        Raises:
+            TypeError: ``fn`` or ``backoff`` is not callable.
+            ValueError: ``retries`` is not an int >= 0.
+            RuntimeError: called outside the manager's event loop, or before it started.
+        """
+        task = self._new_task(fn, priority, once, retries, backoff)
+        if self._state != "running":
+            task.future.set_exception(_shutting_down())
+        elif task.home.full():
+            task.future.set_exception(
+                QueueFullError(
+                    f"{task.home.name} queue is full (max_queue_size={task.home.maxsize})"
+                )
+            )
+        else:
+            self._accept(task)
+        return task.future
+
+    async def _enqueue(
+        self,
+        fn: Callable[[R], Awaitable[E]],
+        priority: bool,
+        once: bool,
+        retries: int | None = None,
+        backoff: Callable[[int], float] | None = None,
+    ) -> Task[R, E]:
+        """The waiting form of :meth:`submit`: wait for room instead of failing."""
+        task = self._new_task(fn, priority, once, retries, backoff)
+        queue = task.home
+        while True:
+            if self._state != "running":
+                raise _shutting_down()
+            if not queue.full():
+                break
+            waiter = self._loop.create_future()
+            queue.putters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    queue.wake_putter()  # pass on the room we were given
+                elif waiter in queue.putters:
+                    queue.putters.remove(waiter)
+                raise
+        self._accept(task)
+        return task
+
+    async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:
+        return await (await self._enqueue(fn, priority, once)).future
+
+    def _with_callback(
+        self,
+        fn: Callable[[R], Awaitable[E]],
+        callback: Callback[E],
+        priority: bool,
+        once: bool,
+    ) -> None:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        future = self.submit(fn, priority=priority, once=once)
+        future.add_done_callback(lambda f: self._deliver(callback, f))
+
+    def _deliver(self, callback: Callback[E], future: asyncio.Future[E]) -> None:
+        result: E | None = None
+        error: BaseException | None
+        if future.cancelled():
+            error = asyncio.CancelledError()
+        else:
+            error = future.exception()
+            if error is None:
+                result = future.result()
+        try:
+            returned = callback(result, error)
+            if inspect.isawaitable(returned):
+                self._spawn_callback(returned, callback)
+        except Exception as exc:
+            self._logger.error("task callback %r raised %r", callback, exc)
+
+    def _spawn_callback(self, awaitable: Awaitable[Any], callback: object) -> None:
+        async def finish() -> None:
+            try:
+                await awaitable
+            except Exception as exc:
+                self._logger.error("task callback %r raised %r", callback, exc)
+
+        if self._tg_open and self._tg is not None:
+            self._tg.start_soon(finish)
+        else:  # answered after the task group closed (a refusal after stop)
+            task = self._loop.create_task(finish())
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    # Awaiting forms: wait for room in a full queue, then for the result.
+
+    async def queue_task(self, fn: Callable[[R], Awaitable[E]]) -> E:
+        """Queue ``fn`` on the main queue and return its result (or raise its error)."""
+        return await self._run(fn, priority=False, once=False)
+
+    async def queue_task_with_priority(self, fn: Callable[[R], Awaitable[E]]) -> E:
+        """Queue ``fn`` on the priority queue and return its result."""
+        return await self._run(fn, priority=True, once=False)
+
+    async def queue_task_once(self, fn: Callable[[R], Awaitable[E]]) -> E:
+        """Queue ``fn`` on the main queue, never re-run, and return its result."""
+        return await self._run(fn, priority=False, once=True)
+
+    async def queue_task_with_priority_once(self, fn: Callable[[R], Awaitable[E]]) -> E:
+        """Queue ``fn`` on the priority queue, never re-run, and return its result."""
+        return await self._run(fn, priority=True, once=True)
+
+    # Callback forms: return None at once; callback(result, error) later.
+
+    def queue_task_with_callback(
+        self, fn: Callable[[R], Awaitable[E]], callback: Callback[E]
+    ) -> None:
+        """Queue ``fn`` on the main queue; ``callback(result, error)`` gets the outcome."""
+        self._with_callback(fn, callback, priority=False, once=False)
+
+    def queue_task_with_priority_with_callback(
+        self, fn: Callable[[R], Awaitable[E]], callback: Callback[E]
+    ) -> None:
+        """Queue ``fn`` on the priority queue; ``callback`` gets the outcome."""
+        self._with_callback(fn, callback, priority=True, once=False)
+
+    def queue_task_once_with_callback(
+        self, fn: Callable[[R], Awaitable[E]], callback: Callback[E]
+    ) -> None:
+        """Queue ``fn`` on the main queue, never re-run; ``callback`` gets the outcome."""
+        self._with_callback(fn, callback, priority=False, once=True)
+
+    def queue_task_with_priority_once_with_callback(
+        self, fn: Callable[[R], Awaitable[E]], callback: Callback[E]
+    ) -> None:
+        """Queue ``fn`` on the priority queue, never re-run; ``callback`` gets the outcome."""
+        self._with_callback(fn, callback, priority=True, once=True)
+
+    # Future forms: return an asyncio.Future at once.
+
+    def queue_task_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
+        """Queue ``fn`` on the main queue and return its future."""
+        return self.submit(fn)
+
+    def queue_task_with_priority_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
+        """Queue ``fn`` on the priority queue and return its future."""
+        return self.submit(fn, priority=True)
+
+    def queue_task_once_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
+        """Queue ``fn`` on the main queue, never re-run, and return its future."""
+        return self.submit(fn, once=True)
+
+    def queue_task_with_priority_once_async(
+        self, fn: Callable[[R], Awaitable[E]]
+    ) -> asyncio.Future[E]:
+        """Queue ``fn`` on the priority queue, never re-run, and return its future."""
+        return self.submit(fn, priority=True, once=True)
+
+    async def run_task(self, fn: Callable[[R], Awaitable[E]]) -> E:
+        """Run ``fn`` now in the caller's task, bypassing the queues and the workers.
+
+        It uses an idle pool resource if there is one, else a temporary resource that
+        is destroyed afterwards. The task's exception propagates unchanged.
+
+        Raises:
+            ManagerStoppedError: shutdown has begun, or kill() cancelled the task.
+            ResourceCreationError: the temporary resource could not be created.
+        """
+        self._check_submission(fn)
+        if self._state != "running":
+            raise _shutting_down()
+        return await self._pool.run(fn)
+
+    def map(
+        self,
+        fn: Callable[[R, T], Awaitable[E]],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        priority: bool = False,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[R, T, E]:
+        """Run ``fn(resource, item)`` for every item; iterate the results.
+
+        Items are pulled lazily, with at most ``max_in_flight`` tasks submitted and
+        not yet yielded (default ``2 * max_worker_count``), so an endless source runs
+        in bounded memory. The first task error is raised at its position. Leaving the
+        loop early cancels the tasks still in flight (at once when the iterator is
+        dropped, or on ``await iterator.aclose()``).
+
+        Args:
+            fn: ``fn(resource, item)`` returning an awaitable.
+            items: an iterable or async iterable.
+            priority: use the priority queue.
+            ordered: yield in input order (True) or completion order (False).
+            max_in_flight: the bound on submitted, not yet yielded tasks.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        if max_in_flight is None:
+            max_in_flight = 2 * self._settings.max_worker_count
+        elif (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or max_in_flight < 1
+        ):
+            raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        return MapIterator(self, fn, items, priority, ordered, max_in_flight)
+
+    # ------------------------------------------------------------- task outcomes
+
+    def _wake_one(self) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft().waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _forget(self, task: Task[R, E]) -> None:
+        """The caller cancelled ``task``'s future: drop it or interrupt it."""
+        state = task.state
+        if state == QUEUED:
+            task.queue.discard(task)
+        elif state == RUNNING:
+            worker = task.worker
+            if worker is not None and worker.current is task:
+                worker.interrupt()
+        elif state == WAITING:
+            self._end_wait(task)
+            task.state = DONE
+            self._record_failure(task)
+
+    def _record_failure(self, task: Task[R, E]) -> None:
+        now = time.monotonic()
+        started = task.started_at or now
+        self._collector.record_failure(TaskLifecycleTimestamps(task.queued_at, started, now))
+
+    def _fail(self, task: Task[R, E], exc: BaseException) -> None:
+        """Answer ``task`` with its final error (no retries left)."""
+        task.state = DONE
+        future = task.future
+        if not future.done():
+            errors = task.errors or [exc]
+            error: BaseException = exc
+            if len(errors) > 1 or task.unhealthy_failures:
+                error = MaxRetriesExceededError(f"max retries exceeded: {exc}", tuple(errors))
+                error.__cause__ = exc
+            future.remove_done_callback(task)
+            future.set_exception(error)
+        self._record_failure(task)
+
+    def _answer_killed(self, task: Task[R, E]) -> None:
+        state = task.state
+        if state in (DONE, DISCARDED):
+            return
+        ran = state == RUNNING or task.errors is not None
+        if state == WAITING:
+            self._end_wait(task)
+        task.state = DONE
+        future = task.future
+        if not future.done():
+            future.remove_done_callback(task)
+            future.set_exception(ManagerStoppedError(_KILLED))
+        if ran:
+            self._record_failure(task)
+
+    def _retry_now(self, task: Task[R, E]) -> None:
+        """An unhealthy failure: straight to the end of the priority queue."""
+        self._collector.record_retry()
+        task.queued_at = time.monotonic()
+        self._priority.push(task)
+        if self._idle:
+            self._wake_one()
+
+    def _retry_later(self, task: Task[R, E]) -> None:
+        """A healthy failure: back to its own queue after its backoff, holding no worker."""
+        self._collector.record_retry()
+        try:
+            delay = float(task.backoff(task.healthy_failures))
+        except Exception as exc:
+            self._logger.error("retry backoff %r raised %r; retrying at once", task.backoff, exc)
+            delay = 0.0
+        if self._state == "running" and delay > 0:
+            task.state = WAITING
+            task.timer = self._loop.call_later(delay, self._requeue, task)
+            self._waiting.add(task)
+        else:
+            self._requeue(task)
+
+    def _end_wait(self, task: Task[R, E]) -> None:
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        self._waiting.discard(task)
+
+    def _requeue(self, task: Task[R, E]) -> None:
+        self._end_wait(task)
+        task.queued_at = time.monotonic()
+        task.home.push(task)
+        if self._idle:
+            self._wake_one()
+
+    def _is_healthy(self, exc: BaseException) -> bool:
+        check = self._settings.check_health
+        if check is None:
+            return True
+        try:
+            return bool(check(exc))
+        except Exception as error:
+            self._logger.error("check_health raised %r; treating %r as healthy", error, exc)
+            return True
+
+    @staticmethod
+    def _task_error(fn: object, returned: object, exc: BaseException) -> BaseException:
+        """Name what went wrong when a task function returned something un-awaitable."""
+        if (
+            type(exc) is TypeError
+            and returned is not NO_RESOURCE
+            and not inspect.isawaitable(returned)
+        ):
+            return TypeError(f"task function {fn!r} returned {returned!r}, not an awaitable")
+        if isinstance(exc, StopIteration):  # a Future refuses StopIteration
+            error = RuntimeError(f"task raised {exc!r}")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    # ---------------------------------------------------------------- resources
+
+    async def _make_resource(self) -> R:
+        resource = self._settings.on_create()
+        if inspect.isawaitable(resource):
+            resource = await resource
+        return resource  # type: ignore[no-any-return]
+
+    async def _destroy(self, resource: R) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                returned = self._settings.on_destroy(resource)
+                if inspect.isawaitable(returned):
+                    await returned
+            except Exception as exc:
+                self._logger.error("on_destroy failed for %r: %r", resource, exc)
+
+    async def _create_initial(self, count: int) -> list[R]:
+        created: list[R] = []
+        failures: list[Exception] = []
+
+        async def create_one() -> None:
+            try:
+                created.append(await self._make_resource())
+            except Exception as exc:
+                failures.append(exc)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(count):
+                    tg.start_soon(create_one)
+        except BaseException:
+            for resource in created:
+                await self._destroy(resource)
+            raise
+        if failures:
+            for resource in created:
+                await self._destroy(resource)
+            raise ResourceCreationError(
+                f"failed to initialize resources: {failures[0]}"
+            ) from failures[0]
+        return created
+
+    async def _create_with_retry(self, what: str, give_up: Callable[[], bool]) -> Any:
+        """A new resource, retrying with capped backoff; NO_RESOURCE once ``give_up()``."""
+        attempt = 0
+        while True:
+            try:
+                return await self._make_resource()
+            except Exception as exc:
+                attempt += 1
+                self._logger.error("on_create failed for a %s (attempt %d): %r", what, attempt, exc)
+                if give_up():
+                    return NO_RESOURCE
+                delay = min(_CREATE_RETRY_CAP, _CREATE_RETRY_FIRST * 2 ** min(attempt, 32))
+                if self._state == "running":  # wake early when shutdown begins
+                    with anyio.move_on_after(delay):
+                        await self._shutdown_started.wait()
+                else:
+                    await anyio.sleep(delay)
+
+    def _drained(self) -> bool:
+        """Shutting down with nothing left to run: a worker may leave."""
+        return self._state != "running" and not self._priority.live and not self._main.live
+
+    # ------------------------------------------------------------------ workers
+
+    def _spawn_worker(self, burst: bool, resource: Any = NO_RESOURCE) -> None:
+        worker: Worker[R, E] = Worker(self, burst, resource)
+        self._workers.append(worker)
+        self._holders += 1
+        assert self._tg is not None
+        self._tg.start_soon(worker.run)
+
+    def _worker_gone(self, worker: Worker[R, E]) -> None:
+        self._workers.remove(worker)
+        self._holders -= 1
+        self._check_quiet()
+
+    def _retire(self, count: int, idle_for: float) -> int:
+        """Retire up to ``count`` burst workers idle for ``idle_for`` s, newest first."""
+        now = time.monotonic()
+        retired = 0
+        for worker in reversed(self._workers):
+            if retired == count:
+                break
+            waiter = worker.waiter
+            if (
+                worker.burst
+                and worker.phase == READY
+                and waiter is not None
+                and not waiter.done()
+                and now - worker.idle_since >= idle_for
+            ):
+                worker.retiring = True
+                self._idle.remove(worker)
+                waiter.set_result(None)
+                retired += 1
+        return retired
+
+    # ------------------------------------------------------------ introspection
+
+    def stats(self) -> TaskStats:
+        """A consistent snapshot of workers, queues, running tasks and idle resources."""
+        base = burst = 0
+        for worker in self._workers:
+            if worker.phase == READY:
+                if worker.burst:
+                    burst += 1
+                else:
+                    base += 1
+        return TaskStats(
+            base_workers=base,
+            active_workers=base + burst,
+            burst_workers=burst,
+            queued_tasks=self._main.live,
+            priority_tasks=self._priority.live,
+            running_tasks=self._running,
+            available_resources=self._pool.available,
+        )
+
+    def metrics(self) -> TaskMetrics:
+        """The collector's metrics: latency percentiles, rates and totals."""
+        return self._collector.metrics()

@@ -1,0 +1,133 @@
+"""map(): a bounded, lazily fed stream of task results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic
+
+from ._queue import Task
+from ._types import E, R, T
+
+if TYPE_CHECKING:
+    from ._manager import TaskManager
+
+__all__ = ["MapIterator"]
+
+
+def _bind(fn: Callable[[R, T], Awaitable[E]], item: T) -> Callable[[R], Awaitable[E]]:
+    return lambda resource: fn(resource, item)
+
+
+class MapIterator(Generic[R, T, E]):
+    """The async iterator returned by :meth:`TaskManager.map`.
+
+    Dropping it (``break`` out of ``async for``) or ``await it.aclose()`` cancels the
+    tasks it still has in flight: queued ones are discarded, running ones cancelled.
+    """
+
+    def __init__(
+        self,
+        manager: TaskManager[R, E],
+        fn: Callable[[R, T], Awaitable[E]],
+        items: Iterable[T] | AsyncIterable[T],
+        priority: bool,
+        ordered: bool,
+        max_in_flight: int,
+    ) -> None:
+        self._manager = manager
+        self._fn = fn
+        self._sync: Any = None
+        self._async: AsyncIterator[T] | None = None
+        if isinstance(items, AsyncIterable):
+            self._async = aiter(items)
+        elif isinstance(items, Iterable):
+            self._sync = iter(items)
+        else:
+            raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
+        self._priority = priority
+        self._ordered = ordered
+        self._limit = max_in_flight
+        self._in_flight: deque[Task[R, E]] = deque()  # submission order
+        self._done: deque[Task[R, E]] = deque()  # completion order (unordered)
+        self._wakeup: asyncio.Event | None = None
+        self._exhausted = False
+        self._closed = False
+
+    def __aiter__(self) -> MapIterator[R, T, E]:
+        return self
+
+    async def __anext__(self) -> E:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            await self._fill()
+            if not self._in_flight:
+                self._closed = True
+                raise StopAsyncIteration
+            return await self._next_result()  # raises the task's error at its position
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            self._cancel_in_flight()
+            raise
+
+    async def _fill(self) -> None:
+        fn = self._fn
+        while not self._exhausted and len(self._in_flight) < self._limit:
+            if self._async is not None:
+                try:
+                    item = await anext(self._async)
+                except StopAsyncIteration:
+                    self._exhausted = True
+                    return
+            else:
+                try:
+                    item = next(self._sync)
+                except StopIteration:
+                    self._exhausted = True
+                    return
+            task = await self._manager._enqueue(_bind(fn, item), self._priority, False)
+            self._in_flight.append(task)
+            if not self._ordered:
+                task.future.add_done_callback(partial(self._on_done, task))
+
+    def _on_done(self, task: Task[R, E], _: object) -> None:
+        self._done.append(task)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _next_result(self) -> E:
+        if self._ordered:
+            task = self._in_flight[0]
+            result = await task.future
+            self._in_flight.popleft()
+            return result
+        while not self._done:
+            self._wakeup = asyncio.Event()
+            await self._wakeup.wait()
+        task = self._done.popleft()
+        self._in_flight.remove(task)
+        return task.future.result()
+
+    def _cancel_in_flight(self) -> None:
+        self._closed = True
+        while self._in_flight:
+            task = self._in_flight.popleft()
+            future = task.future
+            if not future.done():
+                # Settle it here and now, so nothing is left queued once we return.
+                future.remove_done_callback(task)
+                future.cancel()
+                self._manager._forget(task)
+        self._done.clear()
+
+    async def aclose(self) -> None:
+        """Stop iterating and cancel every task still in flight."""
+        self._cancel_in_flight()
+
+    def __del__(self) -> None:
+        if self._in_flight:
+            self._cancel_in_flight()

@@ -1,0 +1,265 @@
+"""Snapshots (TaskStats, TaskMetrics) and the default HDR-histogram collector.
+
+The default collector keeps the per-task cost to a few list appends and integer
+increments: durations are buffered as floats and folded into the HDR histograms in
+batches (one ``record_value(v, count)`` per distinct nanosecond value), and percentiles
+are computed in one pass over the cumulative counts only when someone reads them.
+Arrival and completion rates come from fixed time buckets over a sliding window, so
+they fall to zero once the load stops instead of averaging over the manager's life.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import NamedTuple
+
+from hdrh.histogram import HdrHistogram
+
+from ._exceptions import ConfigError
+
+__all__ = [
+    "HdrCollector",
+    "TaskLifecycleTimestamps",
+    "TaskMetrics",
+    "TaskStats",
+    "new_collector",
+]
+
+_NS_PER_S = 1_000_000_000
+_HIGHEST_NS = 3_600 * _NS_PER_S  # one hour; longer durations are recorded as one hour
+_FOLD_AT = 4096  # buffered durations before they are folded into the histograms
+_BUCKETS = 20  # time buckets per rate window
+
+
+class TaskLifecycleTimestamps(NamedTuple):
+    """When a task was queued, started and finished (``time.monotonic()`` seconds).
+
+    For a re-run task, ``queued_at`` is when it was last re-queued.
+    """
+
+    queued_at: float
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStats:
+    """A consistent snapshot of the manager's state.
+
+    ``active_workers == base_workers + burst_workers``: workers alive and ready to take
+    tasks. Workers still creating their resource are not counted.
+    """
+
+    base_workers: int
+    active_workers: int
+    burst_workers: int
+    queued_tasks: int
+    priority_tasks: int
+    running_tasks: int
+    available_resources: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMetrics:
+    """Performance metrics; durations in seconds, rates in tasks per second.
+
+    Execution and wait times describe completed tasks; failures are counted, not timed.
+    """
+
+    average_execution_time: float = 0.0
+    min_execution_time: float = 0.0
+    max_execution_time: float = 0.0
+    p50_execution_time: float = 0.0
+    p95_execution_time: float = 0.0
+    p99_execution_time: float = 0.0
+    average_wait_time: float = 0.0
+    p95_wait_time: float = 0.0
+    p99_wait_time: float = 0.0
+    task_arrival_rate: float = 0.0
+    task_completion_rate: float = 0.0
+    total_tasks_arrived: int = 0
+    total_tasks_completed: int = 0
+    total_tasks_failed: int = 0
+    total_tasks_retried: int = 0
+    success_rate: float = 0.0
+    failure_rate: float = 0.0
+
+
+class _WindowRate:
+    """Events per second over the last ``window`` seconds, in fixed time buckets."""
+
+    __slots__ = ("_buckets", "_current", "_end", "_start", "_width", "_window")
+
+    def __init__(self, window: float, now: float) -> None:
+        self._window = window
+        self._width = window / _BUCKETS
+        self._buckets = [0] * _BUCKETS  # ring of finished buckets, oldest first
+        self._current = 0  # events in the bucket that ends at self._end
+        self._end = now + self._width
+        self._start = now
+
+    def add(self, now: float) -> None:
+        if now >= self._end:
+            self._advance(now)
+        self._current += 1
+
+    def _advance(self, now: float) -> None:
+        passed = int((now - self._end) // self._width) + 1
+        buckets = self._buckets
+        if passed >= _BUCKETS:
+            buckets[:] = [0] * _BUCKETS
+        else:
+            del buckets[:passed]
+            buckets.append(self._current)
+            buckets.extend([0] * (passed - 1))
+        self._current = 0
+        self._end += passed * self._width
+
+    def rate(self, now: float) -> float:
+        if now >= self._end:
+            self._advance(now)
+        # The ring holds the _BUCKETS - 1 newest finished buckets plus the current one.
+        events = sum(self._buckets[1:]) + self._current
+        current_start = self._end - self._width
+        span = min(now - self._start, self._window - self._width + (now - current_start))
+        return events / span if span > 0 else 0.0
+
+
+class _Durations:
+    """Exact count/sum/min/max plus an HDR histogram of durations, filled in batches."""
+
+    __slots__ = ("_cache", "count", "hist", "max", "min", "pending", "total")
+
+    def __init__(self) -> None:
+        self.hist = HdrHistogram(1, _HIGHEST_NS, 3)
+        self.pending: list[float] = []
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = 0.0
+        self._cache: tuple[float, float, float] | None = (0.0, 0.0, 0.0)
+
+    def fold(self) -> None:
+        pending = self.pending
+        if not pending:
+            return
+        self.count += len(pending)
+        self.total += math.fsum(pending)
+        self.min = min(self.min, min(pending))
+        self.max = max(self.max, max(pending))
+        record = self.hist.record_value
+        for ns, n in Counter([int(s * _NS_PER_S) for s in pending]).items():
+            record(min(max(ns, 1), _HIGHEST_NS), n)
+        pending.clear()
+        self._cache = None
+
+    def percentiles(self) -> tuple[float, float, float]:
+        """p50, p95 and p99 in seconds, clamped to [min, max]; one pass over the counts."""
+        self.fold()
+        if self._cache is not None:
+            return self._cache
+        hist = self.hist
+        top = hist._counts_index_for(hist.get_max_value())
+        cumulative = list(accumulate(hist.counts[: top + 1]))
+        total = cumulative[-1]
+        values = []
+        for p in (50.0, 95.0, 99.0):
+            target = max(int(p * total / 100 + 0.5), 1)
+            index = min(bisect_left(cumulative, target), top)
+            ns = hist.get_highest_equivalent_value(hist.get_value_from_index(index))
+            values.append(min(max(ns / _NS_PER_S, self.min), self.max))
+        self._cache = (values[0], values[1], values[2])
+        return self._cache
+
+
+class HdrCollector:
+    """The default :class:`~tasker_aio.MetricsCollector`: HDR histograms, windowed rates.
+
+    Memory is constant in the number of tasks. Build one with :func:`new_collector`.
+    """
+
+    def __init__(
+        self, *, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if (
+            not isinstance(window, (int, float))
+            or isinstance(window, bool)
+            or not (0 < window < math.inf)
+        ):
+            raise ConfigError(f"window must be a positive number of seconds, got {window!r}")
+        self._clock = clock
+        now = clock()
+        self._arrivals = _WindowRate(float(window), now)
+        self._completions = _WindowRate(float(window), now)
+        self._exec = _Durations()
+        self._wait = _Durations()
+        self._arrived = 0
+        self._completed = 0
+        self._failed = 0
+        self._retried = 0
+
+    def record_arrival(self) -> None:
+        self._arrived += 1
+        self._arrivals.add(self._clock())
+
+    def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
+        queued_at, started_at, finished_at = stamps
+        self._completed += 1
+        pending = self._exec.pending
+        pending.append(finished_at - started_at)
+        self._wait.pending.append(started_at - queued_at)
+        self._completions.add(self._clock())
+        if len(pending) >= _FOLD_AT:
+            self._exec.fold()
+            self._wait.fold()
+
+    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+        self._failed += 1
+
+    def record_retry(self) -> None:
+        self._retried += 1
+
+    def metrics(self) -> TaskMetrics:
+        now = self._clock()
+        ex, wait = self._exec, self._wait
+        p50, p95, p99 = ex.percentiles()
+        _, w95, w99 = wait.percentiles()
+        finished = self._completed + self._failed
+        return TaskMetrics(
+            average_execution_time=ex.total / ex.count if ex.count else 0.0,
+            min_execution_time=ex.min if ex.count else 0.0,
+            max_execution_time=ex.max,
+            p50_execution_time=p50,
+            p95_execution_time=p95,
+            p99_execution_time=p99,
+            average_wait_time=wait.total / wait.count if wait.count else 0.0,
+            p95_wait_time=w95,
+            p99_wait_time=w99,
+            task_arrival_rate=self._arrivals.rate(now),
+            task_completion_rate=self._completions.rate(now),
+            total_tasks_arrived=self._arrived,
+            total_tasks_completed=self._completed,
+            total_tasks_failed=self._failed,
+            total_tasks_retried=self._retried,
+            success_rate=self._completed / finished if finished else 0.0,
+            failure_rate=self._failed / finished if finished else 0.0,
+        )
+
+
+def new_collector(*, window: float = 10.0) -> HdrCollector:
+    """Return the default metrics collector.
+
+    Args:
+        window: length in seconds of the sliding window behind the arrival and
+            completion rates.
+
+    Raises:
+        ConfigError: ``window`` is not a positive number.
+    """
+    return HdrCollector(window=window)

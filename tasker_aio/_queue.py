@@ -1,0 +1,148 @@
+"""The task record and the FIFO queue the workers read.
+
+A cancelled task is discarded lazily: it is marked, counted out of ``live`` at once
+(so stats and the size bound see it gone) and skipped when a worker reaches it, which
+keeps cancellation O(1) even with a million tasks queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic
+
+from ._types import E, R
+
+if TYPE_CHECKING:
+    from ._manager import TaskManager
+    from ._worker import Worker
+
+__all__ = ["DISCARDED", "DONE", "QUEUED", "RUNNING", "WAITING", "Task", "TaskQueue"]
+
+# Task states.
+QUEUED = 0  # in a queue, live
+RUNNING = 1  # on a worker
+WAITING = 2  # failed healthily, waiting out its backoff; holds no worker
+DONE = 3  # answered (value, error, cancellation or ManagerStoppedError)
+DISCARDED = 4  # cancelled before it ran again; skipped by the workers
+
+
+class Task(Generic[R, E]):
+    """One submission and its retry state.
+
+    The task is also its future's done-callback: the manager removes it before it
+    settles the future itself, so it only ever runs when the caller cancelled.
+    """
+
+    __slots__ = (
+        "backoff",
+        "errors",
+        "fn",
+        "future",
+        "healthy_failures",
+        "home",
+        "manager",
+        "once",
+        "queue",
+        "queued_at",
+        "retries",
+        "started_at",
+        "state",
+        "timer",
+        "unhealthy_failures",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        manager: TaskManager[R, E],
+        fn: Callable[[R], Awaitable[E]],
+        future: asyncio.Future[E],
+        home: TaskQueue,
+        once: bool,
+        retries: int,
+        backoff: Callable[[int], float],
+    ) -> None:
+        self.manager = manager
+        self.fn = fn
+        self.future = future
+        self.home = home  # the queue it was submitted to; healthy re-runs go back there
+        self.queue = home  # the queue it is in now
+        self.once = once
+        self.retries = retries
+        self.backoff = backoff
+        self.queued_at = 0.0
+        self.started_at = 0.0
+        self.state = QUEUED
+        self.worker: Worker[R, E] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.errors: list[BaseException] | None = None
+        self.healthy_failures = 0
+        self.unhealthy_failures = 0
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self.manager._forget(self)
+
+
+class TaskQueue:
+    """A FIFO of tasks with an optional bound and waiters for room."""
+
+    __slots__ = ("items", "live", "maxsize", "name", "putters")
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        self.name = name
+        self.maxsize = maxsize
+        self.items: deque[Task[Any, Any]] = deque()
+        self.live = 0
+        self.putters: deque[asyncio.Future[None]] = deque()
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= self.live
+
+    def push(self, task: Task[Any, Any]) -> None:
+        """Append ``task``; re-runs use this too, so it ignores the bound on purpose."""
+        task.queue = self
+        task.state = QUEUED
+        self.items.append(task)
+        self.live += 1
+
+    def pop(self) -> Task[Any, Any] | None:
+        items = self.items
+        while items:
+            task = items.popleft()
+            if task.state == QUEUED:
+                self.live -= 1
+                if self.putters:
+                    self.wake_putter()
+                return task
+        return None
+
+    def discard(self, task: Task[Any, Any]) -> None:
+        task.state = DISCARDED
+        self.live -= 1
+        if self.putters:
+            self.wake_putter()
+        if len(self.items) > 2 * self.live + 64:  # keep dead entries a bounded fraction
+            self.items = deque(t for t in self.items if t.state == QUEUED)
+
+    def drain(self) -> list[Task[Any, Any]]:
+        tasks = [t for t in self.items if t.state == QUEUED]
+        self.items.clear()
+        self.live = 0
+        return tasks
+
+    def wake_putter(self) -> None:
+        putters = self.putters
+        while putters:
+            waiter = putters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def fail_putters(self, error: Callable[[], BaseException]) -> None:
+        while self.putters:
+            waiter = self.putters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error())

@@ -1,0 +1,232 @@
+"""One worker: holds one resource and runs tasks from the queues, priority first."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Generic
+
+import anyio
+
+from ._metrics import TaskLifecycleTimestamps
+from ._queue import DISCARDED, DONE, RUNNING, Task
+from ._types import E, R
+
+if TYPE_CHECKING:
+    from ._manager import TaskManager
+
+__all__ = ["CLOSING", "CREATING", "NO_RESOURCE", "READY", "Worker"]
+
+NO_RESOURCE: Any = object()  # a resource may legitimately be None
+# Worker phases. Every phase counts against max_worker_count; only READY is "active".
+CREATING = 0
+READY = 1
+CLOSING = 2
+_YIELD_EVERY = 64  # tasks run back to back before a worker yields to the event loop
+
+
+class Worker(Generic[R, E]):
+    """A coroutine in the manager's task group that owns ``resource``.
+
+    Its life: create the resource (unless handed one), run tasks until retired, drained
+    or killed, then destroy the resource. An unhealthy failure swaps the resource in
+    place, so a worker never loses its slot.
+    """
+
+    __slots__ = (
+        "burst",
+        "cancel_requested",
+        "current",
+        "idle_since",
+        "manager",
+        "phase",
+        "resource",
+        "retiring",
+        "task",
+        "waiter",
+    )
+
+    def __init__(
+        self, manager: TaskManager[R, E], burst: bool, resource: Any = NO_RESOURCE
+    ) -> None:
+        self.manager = manager
+        self.burst = burst
+        self.resource: Any = resource
+        self.phase = CREATING if resource is NO_RESOURCE else READY
+        self.retiring = False
+        self.current: Task[R, E] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.idle_since = 0.0
+        self.cancel_requested = False
+
+    def interrupt(self) -> None:
+        """Cancel the task this worker is running (its caller gave up), not the worker."""
+        if not self.cancel_requested and self.task is not None:
+            self.cancel_requested = True
+            self.task.cancel()
+
+    async def run(self) -> None:
+        m = self.manager
+        self.task = asyncio.current_task()
+        try:
+            # Only kill() ends a worker early: a cancelled host or task group must not
+            # cut it off between a task and its answer, or leak its resource.
+            with anyio.CancelScope(shield=True):
+                with m._killable():
+                    try:
+                        if self.resource is NO_RESOURCE:
+                            await self._create()
+                        if self.resource is not NO_RESOURCE:
+                            self.phase = READY
+                            await self._serve()
+                    finally:
+                        if self.current is not None:
+                            m._answer_killed(self.current)
+                            self.current = None
+                            m._running -= 1
+                self.phase = CLOSING
+                if self.resource is not NO_RESOURCE:
+                    resource, self.resource = self.resource, NO_RESOURCE
+                    await m._destroy(resource)
+        finally:
+            m._worker_gone(self)
+
+    async def _create(self) -> None:
+        m = self.manager
+        self.resource = await m._create_with_retry(
+            "burst worker" if self.burst else "worker",
+            give_up=lambda: self.burst or m._drained(),
+        )
+
+    async def _serve(self) -> None:
+        m = self.manager
+        priority, main = m._priority, m._main
+        collector = m._collector
+        clock = time.monotonic
+        ran = 0
+        while True:
+            if self.retiring:
+                return
+            task = priority.pop() or main.pop()
+            if task is None:
+                if m._state != "running":
+                    return  # stopping and drained
+                await self._idle()
+                ran = 0
+                continue
+            future = task.future
+            if future.done():  # cancelled by its caller; the callback has not run yet
+                task.state = DISCARDED
+                continue
+
+            task.state = RUNNING
+            task.worker = self
+            self.current = task
+            m._running += 1
+            task.started_at = clock()
+            returned: Any = NO_RESOURCE
+            try:
+                returned = task.fn(self.resource)
+                result = await returned
+            except BaseException as exc:
+                # May re-raise (kill); run() then answers self.current.
+                interrupted = self._own_cancellation(exc)
+                self.current = None
+                m._running -= 1
+                if not await self._failed(task, exc, returned, interrupted):
+                    return
+            else:
+                self.current = None
+                m._running -= 1
+                if self.cancel_requested:  # the task swallowed its cancellation
+                    self._own_cancellation(None)
+                task.state = DONE
+                stamps = TaskLifecycleTimestamps(task.queued_at, task.started_at, clock())
+                if future.done():  # its caller cancelled it meanwhile
+                    collector.record_failure(stamps)
+                else:
+                    future.remove_done_callback(task)
+                    future.set_result(result)
+                    collector.record_completion(stamps)
+
+            ran += 1
+            if ran >= _YIELD_EVERY:
+                # Awaiting a task that never suspends does not yield; without this a
+                # flood of trivial tasks would starve every other coroutine.
+                ran = 0
+                await asyncio.sleep(0)
+
+    def _own_cancellation(self, exc: BaseException | None) -> bool:
+        """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.
+
+        Re-raises a cancellation that (also) came from elsewhere: kill() or the loop.
+        """
+        assert self.task is not None
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        if not self.cancel_requested:
+            # A CancelledError with no cancel request pending came from the task's own
+            # code (say, an awaited future that was cancelled): a plain failure.
+            if cancelled and self.task.cancelling() > 0:
+                raise exc  # type: ignore[misc]
+            return False
+        self.cancel_requested = False
+        if self.task.uncancel() > 0 and cancelled:
+            raise exc  # type: ignore[misc]
+        return cancelled
+
+    async def _failed(
+        self, task: Task[R, E], exc: BaseException, returned: Any, interrupted: bool
+    ) -> bool:
+        """Retry, re-queue or answer a failed task; False when the worker must exit."""
+        m = self.manager
+        exc = m._task_error(task.fn, returned, exc)
+        healthy = m._is_healthy(exc)
+        if task.errors is None:
+            task.errors = [exc]
+        else:
+            task.errors.append(exc)
+        if healthy:
+            task.healthy_failures += 1
+            if interrupted or task.once or task.healthy_failures > task.retries:
+                m._fail(task, exc)
+            else:
+                m._retry_later(task)
+            return True
+        task.unhealthy_failures += 1
+        if interrupted or task.once or task.unhealthy_failures > m._settings.max_retries:
+            m._fail(task, exc)
+        else:
+            m._retry_now(task)
+        return await self._replace(exc)
+
+    async def _replace(self, exc: BaseException) -> bool:
+        """Swap a broken resource for a fresh one; False if none is needed any more."""
+        m = self.manager
+        m._logger.warning("replacing a worker after an unhealthy error: %r", exc)
+        resource, self.resource = self.resource, NO_RESOURCE
+        self.phase = CREATING
+        await m._destroy(resource)
+        if m._drained():
+            return False
+        await self._create()
+        if self.resource is NO_RESOURCE:
+            return False
+        self.phase = READY
+        return True
+
+    async def _idle(self) -> None:
+        m = self.manager
+        waiter = m._loop.create_future()
+        self.waiter = waiter
+        self.idle_since = time.monotonic()
+        m._idle.append(self)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            if not waiter.done() or waiter.cancelled():
+                try:
+                    m._idle.remove(self)
+                except ValueError:
+                    pass
