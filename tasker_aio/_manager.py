@@ -71,7 +71,6 @@ class TaskManager(Generic[R, E]):
         self._killed = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._tg: TaskGroup | None = None
-        self._tg_open = False
         self._priority = TaskQueue("priority", settings.max_queue_size)
         self._main = TaskQueue("main", settings.max_queue_size)
         self._workers: list[Worker[R, E]] = []
@@ -125,7 +124,7 @@ class TaskManager(Generic[R, E]):
             raise
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        self._tg, self._tg_open = tg, True
+        self._tg = tg
         self._pool.fill(resources[: settings.resource_pool_size])
         for resource in resources[settings.resource_pool_size :]:
             self._spawn_worker(burst=False, resource=resource)
@@ -147,20 +146,21 @@ class TaskManager(Generic[R, E]):
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
-        if exc_type is None:
-            try:
+        try:
+            if exc_type is None:
                 await self.stop()
-            except BaseException as error:  # cancelled while draining: escalate
+            else:
                 with anyio.CancelScope(shield=True):
                     await self.kill()
-                self._tg_open = False
-                await self._tg.__aexit__(type(error), error, error.__traceback__)
-                raise
-        else:
+        except BaseException:  # cancelled while draining: escalate
             with anyio.CancelScope(shield=True):
                 await self.kill()
-        self._tg_open = False
-        return await self._tg.__aexit__(exc_type, exc, tb)
+            raise
+        finally:
+            # Every child has finished by now, so the group closes cleanly and the
+            # body's own exception propagates as it is (not inside an ExceptionGroup).
+            await self._tg.__aexit__(None, None, None)
+        return None
 
     async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the spec's API
         """Shut down gracefully: finish everything accepted, then destroy every resource.
@@ -247,9 +247,18 @@ class TaskManager(Generic[R, E]):
             self._check_quiet()
             await self._quiet.wait()
             await self._pool.close()
+            await self._finish_callbacks()
             self._state = "stopped"
             self._logger.info("task manager stopped")
             self._stopped.set()
+
+    async def _finish_callbacks(self) -> None:
+        """Wait for the callbacks of every answered task, including async ones."""
+        while True:
+            await asyncio.sleep(0)  # let pending future callbacks run
+            if not self._callback_tasks:
+                return
+            await asyncio.wait(list(self._callback_tasks))
 
     def _check_quiet(self) -> None:
         if self._holders == 0 and self._state == "stopping":
@@ -424,18 +433,17 @@ class TaskManager(Generic[R, E]):
             self._logger.error("task callback %r raised %r", callback, exc)
 
     def _spawn_callback(self, awaitable: Awaitable[Any], callback: object) -> None:
+        # Future callbacks run outside any task, where anyio cannot start one; so the
+        # manager keeps these tasks itself, and shutdown waits for them.
         async def finish() -> None:
             try:
                 await awaitable
             except Exception as exc:
                 self._logger.error("task callback %r raised %r", callback, exc)
 
-        if self._tg_open and self._tg is not None:
-            self._tg.start_soon(finish)
-        else:  # answered after the task group closed (a refusal after stop)
-            task = self._loop.create_task(finish())
-            self._callback_tasks.add(task)
-            task.add_done_callback(self._callback_tasks.discard)
+        task = self._loop.create_task(finish())
+        self._callback_tasks.add(task)
+        task.add_done_callback(self._callback_tasks.discard)
 
     # Awaiting forms: wait for room in a full queue, then for the result.
 
