@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._metrics import TaskMetrics, TaskStats
-from ._worker import CREATING, READY
+from ._worker import READY
 
 if TYPE_CHECKING:
     from ._manager import TaskManager
@@ -44,7 +44,8 @@ def decide(
         metrics: the collector's snapshot (arrival and completion rates).
         stats: the manager's snapshot.
         maximum: ``max_worker_count``.
-        creating: workers still creating their resource (they count toward ``maximum``).
+        creating: workers creating or destroying their resource (they count toward
+            ``maximum``, so live resources never exceed it).
         idle_burst: burst workers idle for at least the grace period.
     """
     backlog = stats.queued_tasks + stats.priority_tasks
@@ -83,7 +84,7 @@ async def run_burst(manager: TaskManager[Any, Any]) -> None:
             now = time.monotonic()
             creating = idle_burst = 0
             for worker in m._workers:
-                if worker.phase == CREATING:
+                if worker.phase != READY:  # creating or closing: still holds a slot
                     creating += 1
                 elif (
                     worker.burst

@@ -85,6 +85,7 @@ class TaskManager(Generic[R, E]):
         self._shutdown_started = asyncio.Event()
         self._quiet = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._pending_shutdown: Literal["stop", "kill"] | None = None  # asked during entry
 
     def __repr__(self) -> str:
         stats = self.stats()
@@ -160,6 +161,7 @@ class TaskManager(Generic[R, E]):
             # Every child has finished by now, so the group closes cleanly and the
             # body's own exception propagates as it is (not inside an ExceptionGroup).
             await self._tg.__aexit__(None, None, None)
+        await self._finish_callbacks()
         return None
 
     async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the spec's API
@@ -176,7 +178,9 @@ class TaskManager(Generic[R, E]):
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
         ):
             raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
-        if self._stop_unstarted():
+        self._check_not_inside_a_task("stop")
+        if self._stop_unstarted("stop"):
+            await self._stopped.wait()
             return
         self._begin_shutdown()
         if timeout is None:
@@ -195,17 +199,31 @@ class TaskManager(Generic[R, E]):
         ``ManagerStoppedError("task manager was killed")``. Idempotent; escalates a
         :meth:`stop` in progress.
         """
-        if self._stop_unstarted():
+        if self._stop_unstarted("kill"):
+            await self._stopped.wait()
             return
         self._begin_shutdown()
         self._kill_now()
         await self._stopped.wait()
 
-    def _stop_unstarted(self) -> bool:
-        if self._state == "new" and not self._entered:
+    def _stop_unstarted(self, how: Literal["stop", "kill"]) -> bool:
+        """Handle a shutdown before the manager runs; True if there is nothing more to do."""
+        if self._state != "new":
+            return False
+        if not self._entered:
             self._state = "stopped"
             self._stopped.set()
-        return self._state == "stopped"
+        elif self._pending_shutdown != "kill":
+            self._pending_shutdown = how  # __aenter__ applies it once the workers exist
+        return True
+
+    def _check_not_inside_a_task(self, method: str) -> None:
+        current = asyncio.current_task()
+        if current is not None and any(w.task is current for w in self._workers):
+            raise RuntimeError(
+                f"{method}() awaited inside one of this manager's tasks would wait for"
+                f" itself; schedule it instead: asyncio.create_task(manager.{method}())"
+            )
 
     def _begin_shutdown(self) -> None:
         if self._state != "running":
@@ -246,19 +264,26 @@ class TaskManager(Generic[R, E]):
         with anyio.CancelScope(shield=True):
             self._check_quiet()
             await self._quiet.wait()
+            for queue in (self._priority, self._main):  # nothing can run these any more
+                for task in queue.drain():
+                    self._answer_killed(task)
             await self._pool.close()
-            await self._finish_callbacks()
             self._state = "stopped"
             self._logger.info("task manager stopped")
             self._stopped.set()
 
     async def _finish_callbacks(self) -> None:
         """Wait for the callbacks of every answered task, including async ones."""
-        while True:
-            await asyncio.sleep(0)  # let pending future callbacks run
-            if not self._callback_tasks:
-                return
-            await asyncio.wait(list(self._callback_tasks))
+        try:
+            while True:
+                await asyncio.sleep(0)  # let pending future callbacks run
+                if not self._callback_tasks:
+                    return
+                await asyncio.wait(list(self._callback_tasks))
+        except BaseException:
+            for task in self._callback_tasks:
+                task.cancel()
+            raise
 
     def _check_quiet(self) -> None:
         if self._holders == 0 and self._state == "stopping":
@@ -383,22 +408,27 @@ class TaskManager(Generic[R, E]):
         """The waiting form of :meth:`submit`: wait for room instead of failing."""
         task = self._new_task(fn, priority, once, retries, backoff)
         queue = task.home
-        while True:
-            if self._state != "running":
-                raise _shutting_down()
-            if not queue.full():
-                break
+        if self._state != "running":
+            raise _shutting_down()
+        if queue.full() or queue.putters:  # first come, first served
             waiter = self._loop.create_future()
             queue.putters.append(waiter)
             try:
-                await waiter
+                while True:
+                    await waiter  # raises ManagerStoppedError once shutdown begins
+                    if not queue.full():
+                        break
+                    waiter = self._loop.create_future()
+                    queue.putters.appendleft(waiter)  # keep our place in the line
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                     queue.wake_putter()  # pass on the room we were given
                 elif waiter in queue.putters:
                     queue.putters.remove(waiter)
                 raise
         self._accept(task)
+        if queue.putters and not queue.full():
+            queue.wake_putter()
         return task
 
     async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:

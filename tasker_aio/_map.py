@@ -8,6 +8,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic
 
+from ._exceptions import ManagerStoppedError
 from ._queue import Task
 from ._types import E, R, T
 
@@ -37,6 +38,7 @@ class MapIterator(Generic[R, T, E]):
         ordered: bool,
         max_in_flight: int,
     ) -> None:
+        self._in_flight: deque[Task[R, E]] = deque()  # submission order
         self._manager = manager
         self._fn = fn
         self._sync: Any = None
@@ -50,11 +52,11 @@ class MapIterator(Generic[R, T, E]):
         self._priority = priority
         self._ordered = ordered
         self._limit = max_in_flight
-        self._in_flight: deque[Task[R, E]] = deque()  # submission order
         self._done: deque[Task[R, E]] = deque()  # completion order (unordered)
         self._wakeup: asyncio.Event | None = None
         self._exhausted = False
         self._closed = False
+        self._refused: BaseException | None = None  # raised once in-flight work is yielded
 
     def __aiter__(self) -> MapIterator[R, T, E]:
         return self
@@ -66,6 +68,8 @@ class MapIterator(Generic[R, T, E]):
             await self._fill()
             if not self._in_flight:
                 self._closed = True
+                if self._refused is not None:
+                    raise self._refused
                 raise StopAsyncIteration
             return await self._next_result()  # raises the task's error at its position
         except StopAsyncIteration:
@@ -89,7 +93,12 @@ class MapIterator(Generic[R, T, E]):
                 except StopIteration:
                     self._exhausted = True
                     return
-            task = await self._manager._enqueue(_bind(fn, item), self._priority, False)
+            try:
+                task = await self._manager._enqueue(_bind(fn, item), self._priority, False)
+            except ManagerStoppedError as exc:  # stop(): finish what was accepted first
+                self._exhausted = True
+                self._refused = exc
+                return
             self._in_flight.append(task)
             if not self._ordered:
                 task.future.add_done_callback(partial(self._on_done, task))

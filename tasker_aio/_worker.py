@@ -96,7 +96,9 @@ class Worker(Generic[R, E]):
         m = self.manager
         self.resource = await m._create_with_retry(
             "burst worker" if self.burst else "worker",
-            give_up=lambda: self.burst or m._drained(),
+            # While running, base workers remain, so a burst worker may give up;
+            # during a drain, whoever holds the work must see it through.
+            give_up=lambda: (self.burst and m._state == "running") or m._drained(),
         )
 
     async def _serve(self) -> None:
@@ -107,7 +109,9 @@ class Worker(Generic[R, E]):
         ran = 0
         while True:
             if self.retiring:
-                return
+                if not (priority.live or main.live):
+                    return
+                self.retiring = False  # work arrived as we were retired: take it
             task = priority.pop() or main.pop()
             if task is None:
                 if m._state != "running":
@@ -141,14 +145,15 @@ class Worker(Generic[R, E]):
                 m._running -= 1
                 if self.cancel_requested:  # the task swallowed its cancellation
                     self._own_cancellation(None)
-                task.state = DONE
-                stamps = TaskLifecycleTimestamps(task.queued_at, task.started_at, clock())
-                if future.done():  # its caller cancelled it meanwhile
-                    collector.record_failure(stamps)
-                else:
-                    future.remove_done_callback(task)
-                    future.set_result(result)
-                    collector.record_completion(stamps)
+                if task.state == RUNNING:  # else kill() answered and counted it
+                    task.state = DONE
+                    stamps = TaskLifecycleTimestamps(task.queued_at, task.started_at, clock())
+                    if future.done():  # its caller cancelled it meanwhile
+                        collector.record_failure(stamps)
+                    else:
+                        future.remove_done_callback(task)
+                        future.set_result(result)
+                        collector.record_completion(stamps)
 
             ran += 1
             if ran >= _YIELD_EVERY:
@@ -180,6 +185,11 @@ class Worker(Generic[R, E]):
     ) -> bool:
         """Retry, re-queue or answer a failed task; False when the worker must exit."""
         m = self.manager
+        if task.state != RUNNING:  # kill() answered and counted it already
+            return True
+        # A caller that gave up (even if the task turned its cancel into another
+        # error) gets no re-run.
+        interrupted = interrupted or task.future.done()
         exc = m._task_error(task.fn, returned, exc)
         healthy = m._is_healthy(exc)
         if task.errors is None:

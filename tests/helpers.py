@@ -40,9 +40,11 @@ class Tracker:
         self.fail_creates = 0
         self.create_gate: asyncio.Event | None = None
         self.creating = 0
+        self.peak = 0  # most resources alive or being created at once
 
     async def create(self) -> Resource:
         self.creating += 1
+        self.peak = max(self.peak, self.alive + self.creating)
         try:
             if self.create_gate is not None:
                 await self.create_gate.wait()

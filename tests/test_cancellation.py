@@ -15,6 +15,13 @@ from .helpers import Resource, settle, use, wait_until
 Make = Callable[..., TaskManager[Any, Any]]
 
 
+def record(ran: list[int]) -> Callable[[Resource], Any]:
+    async def task(resource: Resource) -> None:
+        ran.append(1)
+
+    return task
+
+
 async def test_cancelled_while_queued_never_runs(make_manager: Make) -> None:
     """Cancelling the awaiting caller of a queued task discards it; it never runs."""
     ran: list[str] = []
@@ -48,7 +55,7 @@ async def test_timeout_on_caller_discards(make_manager: Make) -> None:
         blocker = manager.submit(use(gate=gate))
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.01):
-                await manager.queue_task(lambda r: asyncio.sleep(0, ran.append(1)))
+                await manager.queue_task(record(ran))
         gate.set()
         await blocker
     assert ran == []
@@ -114,7 +121,7 @@ async def test_cancel_future_of_queued_task(make_manager: Make) -> None:
     async with make_manager(worker_count=1) as manager:
         blocker = manager.submit(use(gate=gate))
         await asyncio.sleep(0)
-        future = manager.queue_task_async(lambda r: asyncio.sleep(0, ran.append(1)))
+        future = manager.queue_task_async(record(ran))
         assert manager.stats().queued_tasks == 1
         future.cancel()
         await settle()

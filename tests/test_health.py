@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -125,7 +126,7 @@ async def test_unhealthy_rerun_goes_to_priority_queue(make_manager: Make) -> Non
     async with make_manager(worker_count=1, resource_pool_size=0, check_health=health) as m:
         first = m.submit(flaky)
         await asyncio.sleep(0)
-        mains = [m.submit(lambda r, i=i: plain(r, f"m{i}")) for i in range(2)]
+        mains = [m.submit(partial(plain, name=f"m{i}")) for i in range(2)]
         prio = m.submit(lambda r: plain(r, "p"), priority=True)
         gate.set()
         await asyncio.gather(first, prio, *mains)

@@ -109,7 +109,7 @@ async def test_submitting_before_start_is_an_error(make_manager: Make) -> None:
     """Submitting to a manager that was never entered raises RuntimeError."""
     manager = make_manager()
     with pytest.raises(RuntimeError, match="async with"):
-        manager.submit(use())
+        manager.submit(use())  # type: ignore[unused-awaitable]
     with pytest.raises(RuntimeError, match="async with"):
         await manager.queue_task(use())
 
@@ -118,7 +118,7 @@ def test_non_blocking_call_without_a_loop(make_manager: Make) -> None:
     """A non-blocking method called outside any event loop says what is wrong."""
     manager = make_manager()
     with pytest.raises(RuntimeError, match="event loop"):
-        manager.queue_task_async(use())
+        manager.queue_task_async(use())  # type: ignore[unused-awaitable]
 
 
 async def test_stop_before_start(make_manager: Make, tracker: Tracker) -> None:

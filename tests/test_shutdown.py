@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ async def test_stop_runs_everything_accepted(make_manager: Make, tracker: Tracke
 
     manager = make_manager(worker_count=2)
     async with manager:
-        futures = [manager.submit(lambda r, i=i: slow(r, i)) for i in range(6)]
+        futures = [manager.submit(partial(slow, i=i)) for i in range(6)]
         await asyncio.sleep(0)
         stopping = asyncio.create_task(manager.stop())
         await settle()

@@ -118,9 +118,9 @@ async def test_non_awaitable_result_fails_with_type_error(make_manager: Make) ->
     """A task function that returns a non-awaitable fails that task with TypeError."""
     async with make_manager() as manager:
         with pytest.raises(TypeError, match="not an awaitable"):
-            await manager.queue_task(lambda resource: 42)
+            await manager.queue_task(lambda resource: 42)  # type: ignore[arg-type,return-value]
         with pytest.raises(TypeError, match="not an awaitable"):
-            await manager.run_task(lambda resource: 42)
+            await manager.run_task(lambda resource: 42)  # type: ignore[arg-type,return-value]
         assert await manager.queue_task(use(1)) == 1
 
 
@@ -134,15 +134,15 @@ async def test_bad_arguments_raise_at_once(make_manager: Make) -> None:
     """A non-callable fn/callback/backoff or bad retries raise naming the value."""
     async with make_manager() as manager:
         with pytest.raises(TypeError, match="fn must be callable, got 42"):
-            manager.submit(42)  # type: ignore[arg-type]
+            manager.submit(42)  # type: ignore[arg-type,unused-awaitable]
         with pytest.raises(TypeError, match="fn must be callable"):
             await manager.queue_task(None)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="callback must be callable, got 'x'"):
             manager.queue_task_with_callback(use(), "x")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="retries must be an int >= 0, got -1"):
-            manager.submit(use(), retries=-1)
+            manager.submit(use(), retries=-1)  # type: ignore[unused-awaitable]
         with pytest.raises(TypeError, match="backoff must be callable"):
-            manager.submit(use(), backoff=1.0)  # type: ignore[arg-type]
+            manager.submit(use(), backoff=1.0)  # type: ignore[arg-type,unused-awaitable]
         assert manager.stats().queued_tasks == 0
         assert manager.metrics().total_tasks_arrived == 0
         assert await manager.queue_task(use(1)) == 1

@@ -1,0 +1,165 @@
+"""What every section shares: workloads, cases, event loops, timing and statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import math
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "PER_TASK",
+    "WORKERS",
+    "Case",
+    "LoopFactory",
+    "Runner",
+    "Style",
+    "TaskFn",
+    "Workload",
+    "loop_factories",
+    "median",
+    "percentile",
+    "progress",
+    "run_on",
+    "split",
+    "submitters_for",
+    "workloads",
+]
+
+T = TypeVar("T")
+
+WORKERS = 8  # workers / concurrency limit / resources for the 8-wide workloads
+CLOSED_LOOP_SUBMITTERS = 64
+PER_TASK = 1e6  # seconds per task -> microseconds per task
+
+TaskFn = Callable[[Any], Awaitable[int]]
+"""A task: ``fn(resource)`` returning an awaitable; peers pass ``None`` as resource."""
+
+Style = Literal["closed", "gather"]
+"""How callers submit: ``closed`` = a fixed set of callers each awaiting its own result
+before submitting the next; ``gather`` = submit everything, then wait for all."""
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+# ------------------------------------------------------------------ workloads
+
+
+async def trivial(_resource: object) -> int:
+    """The smallest task: returns at once, never suspends."""
+    return 1
+
+
+async def yield_once(_resource: object) -> int:
+    """Suspends once, so every task goes through the loop's ready queue."""
+    await asyncio.sleep(0)
+    return 1
+
+
+async def sleep_1ms(_resource: object) -> int:
+    """Waits 1 ms on a timer: an I/O-bound task."""
+    await asyncio.sleep(0.001)
+    return 1
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One task body, how many of it to run, and how wide."""
+
+    key: str
+    label: str
+    fn: TaskFn
+    concurrency: int
+    n_full: int
+    n_quick: int
+
+    def n(self, quick: bool) -> int:
+        return self.n_quick if quick else self.n_full
+
+
+def workloads() -> list[Workload]:
+    return [
+        Workload("trivial", "trivial task (return 1)", trivial, WORKERS, 20_000, 2_000),
+        Workload("sleep0", "one await asyncio.sleep(0)", yield_once, WORKERS, 20_000, 2_000),
+        Workload("sleep1ms", "1 ms sleep, concurrency 1000", sleep_1ms, 1000, 20_000, 4_000),
+    ]
+
+
+def submitters_for(concurrency: int) -> int:
+    """Closed-loop callers: 64, or the concurrency when wider (else they would cap it)."""
+    return max(CLOSED_LOOP_SUBMITTERS, concurrency)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: run ``n`` tasks of ``fn`` with ``concurrency`` workers/limit."""
+
+    fn: TaskFn
+    n: int
+    concurrency: int
+    submitters: int
+
+
+Runner = Callable[[Case], Awaitable[float]]
+"""Runs a case and returns the seconds its timed part took (setup and teardown excluded)."""
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` spread over ``parts`` as evenly as possible (sums to ``total``)."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+# ---------------------------------------------------------------- event loops
+
+
+def loop_factories(notes: list[str], use_uvloop: bool = True) -> dict[str, LoopFactory]:
+    """The default asyncio loop, and uvloop when it can be imported."""
+    loops: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop}
+    if not use_uvloop:
+        return loops
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        notes.append("uvloop is not installed (pip install uvloop): default loop only")
+    else:
+        factory: LoopFactory = uvloop.new_event_loop
+        loops["uvloop"] = factory
+    return loops
+
+
+def run_on(factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` on a fresh loop from ``factory`` after a full garbage collection."""
+    gc.collect()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+# ----------------------------------------------------------------- statistics
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile ``p`` (0-100) of ``values``."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(math.ceil(p / 100 * len(ordered)), 1)
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+_START = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, so stdout carries only the tables."""
+    print(f"[{time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
