@@ -106,7 +106,7 @@ class Case:
     submitters: int
 
 
-Runner = Callable[[Case], Awaitable[float]]
+Runner = Callable[[Case], Coroutine[Any, Any, float]]
 """Runs a case and returns the seconds its timed part took (setup and teardown excluded)."""
 
 

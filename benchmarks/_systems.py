@@ -320,7 +320,7 @@ def systems(notes: list[str]) -> list[System]:
         System("peer.semaphore", "create_task + Semaphore", "peer", "gather", semaphore_tasks),
         System("peer.anyio", "anyio task group + CapacityLimiter", "peer", "gather",
                anyio_limiter),
-    ]  # fmt: skip
+    ]
     for key, label, module_name, pip_name, factory in _OPTIONAL_PEERS:
         try:
             module = importlib.import_module(module_name)

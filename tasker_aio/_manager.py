@@ -138,6 +138,10 @@ class TaskManager(Generic[R, E]):
             settings.max_worker_count,
             settings.resource_pool_size,
         )
+        if self._pending_shutdown is not None:  # stop() or kill() came while we started
+            self._begin_shutdown()
+            if self._pending_shutdown == "kill":
+                self._kill_now()
         return self
 
     async def __aexit__(
