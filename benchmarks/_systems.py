@@ -30,6 +30,7 @@ __all__ = [
     "closed_loop",
     "raw_closed",
     "raw_gather",
+    "raw_pool",
     "systems",
     "tasker",
     "tasker_queue_task_closed",
@@ -64,6 +65,10 @@ class RawPool:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[TaskFn, asyncio.Future[int]]] = asyncio.Queue()
         self._workers = [asyncio.create_task(self._work(object())) for _ in range(workers)]
+
+    def pending(self) -> int:
+        """Items queued and not yet taken by a worker."""
+        return self._queue.qsize()
 
     def submit(self, fn: TaskFn) -> asyncio.Future[int]:
         future: asyncio.Future[int] = self._loop.create_future()

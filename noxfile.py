@@ -1,0 +1,68 @@
+"""Developer sessions: tests, lint, mypy and examples by default; benchmarks and soak opt-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "mypy", "examples"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+ROOT = Path(__file__).parent
+
+
+def install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    """Install the project (editable, with ``extras``) and the given dependency groups."""
+    requirements: list[str] = []
+    for group in groups:
+        requirements.extend(nox.project.dependency_groups(PYPROJECT, group))
+    session.install("-e", f".[{extras}]" if extras else ".", *requirements)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, web integration tests included."""
+    install(session, "test", extras="web")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def mypy(session: nox.Session) -> None:
+    """mypy --strict over the package, tests, examples and benchmarks."""
+    install(session, "test", "lint", "bench", extras="web")
+    session.run("mypy")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every example program; each must exit 0."""
+    install(session, extras="web")
+    for example in sorted((ROOT / "examples").glob("*.py")):
+        if example.name.startswith(("fastapi_", "aiohttp_")):
+            continue  # servers: started and queried by their tests instead
+        session.run("python", str(example))
+
+
+@nox.session(default=False)
+def benchmarks(session: nox.Session) -> None:
+    """The benchmark suite (``-- --quick`` for a short run)."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(default=False)
+def soak(session: nox.Session) -> None:
+    """A million tasks with faults and bursts; reports throughput, memory, invariants."""
+    install(session, "test")
+    session.run("python", "-m", "tests.soak", *session.posargs)
