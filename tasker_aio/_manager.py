@@ -767,7 +767,7 @@ class TaskManager(Generic[R, E]):
                 self._logger.error("on_create failed for a %s (attempt %d): %r", what, attempt, exc)
                 if give_up():
                     return NO_RESOURCE
-                delay = min(_CREATE_RETRY_CAP, _CREATE_RETRY_FIRST * 2 ** min(attempt, 32))
+                delay = min(_CREATE_RETRY_CAP, _CREATE_RETRY_FIRST * 2 ** min(attempt - 1, 32))
                 if self._state == "running":  # wake early when shutdown begins
                     with anyio.move_on_after(delay):
                         await self._shutdown_started.wait()

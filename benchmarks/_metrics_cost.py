@@ -1,0 +1,77 @@
+"""Section 3: what the default metrics collector costs per task."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+
+from ._common import PER_TASK, WORKERS, Case, LoopFactory, Runner, median, progress, run_on
+from ._common import submitters_for, trivial
+from ._systems import (
+    NoopCollector,
+    raw_closed,
+    raw_gather,
+    tasker_queue_task_closed,
+    tasker_submit_gather,
+)
+
+__all__ = ["MetricsRow", "run_metrics_cost"]
+
+
+@dataclass(frozen=True)
+class MetricsRow:
+    loop: str
+    style: str
+    system: str
+    n: int
+    us_per_task: float
+    ratio_to_floor: float
+    samples_us: list[float]
+
+
+_SYSTEMS: list[tuple[str, str, Runner]] = [
+    ("closed", "tasker queue_task, default collector", tasker_queue_task_closed),
+    ("closed", "tasker queue_task, no-op collector",
+     partial(tasker_queue_task_closed, collector=NoopCollector())),
+    ("closed", "raw floor", raw_closed),
+    ("gather", "tasker submit, default collector", tasker_submit_gather),
+    ("gather", "tasker submit, no-op collector",
+     partial(tasker_submit_gather, collector=NoopCollector())),
+    ("gather", "raw floor", raw_gather),
+]
+
+
+def run_metrics_cost(
+    loops: dict[str, LoopFactory], n: int, reps: int
+) -> list[MetricsRow]:
+    """Trivial tasks with the default collector, a no-op one and no manager at all."""
+    case = Case(trivial, n, WORKERS, submitters_for(WORKERS))
+    samples: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for rep in range(reps):
+        for loop_name, factory in loops.items():
+            progress(f"metrics cost: repetition {rep + 1}/{reps} on {loop_name}")
+            for index, (_style, _label, run) in enumerate(_SYSTEMS):
+                seconds = run_on(factory, partial(run, case))
+                samples[loop_name, index].append(seconds / n * PER_TASK)
+    rows = []
+    for loop_name in loops:
+        floors = {
+            style: median(samples[loop_name, index])
+            for index, (style, label, _) in enumerate(_SYSTEMS)
+            if label == "raw floor"
+        }
+        for index, (style, label, _) in enumerate(_SYSTEMS):
+            us = median(samples[loop_name, index])
+            rows.append(
+                MetricsRow(
+                    loop=loop_name,
+                    style=style,
+                    system=label,
+                    n=n,
+                    us_per_task=us,
+                    ratio_to_floor=us / floors[style],
+                    samples_us=samples[loop_name, index],
+                )
+            )
+    return rows

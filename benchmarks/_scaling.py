@@ -1,0 +1,217 @@
+"""Section 2: per-task cost as workers and queue depth grow, and loop lag under a flood."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import partial
+from time import perf_counter
+from typing import Any
+
+from ._common import (
+    PER_TASK,
+    WORKERS,
+    Case,
+    LoopFactory,
+    Runner,
+    median,
+    percentile,
+    progress,
+    run_on,
+    submitters_for,
+    trivial,
+)
+from ._systems import (
+    raw_closed,
+    raw_gather,
+    raw_pool,
+    tasker,
+    tasker_queue_task_closed,
+    tasker_submit_gather,
+)
+
+__all__ = [
+    "CurvePoint",
+    "LagRow",
+    "depth_reps",
+    "run_depth_curve",
+    "run_lag",
+    "run_worker_curve",
+]
+
+HEARTBEAT = 0.001  # seconds between the heartbeat's wake-ups when nothing is in the way
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The median per-task cost of one system at one point of a curve."""
+
+    curve: str
+    system: str
+    x: int
+    n: int
+    reps: int
+    us_per_task: float
+    ratio_to_floor: float
+    samples_us: list[float]
+
+
+_WORKER_SYSTEMS: list[tuple[str, Runner, str]] = [
+    ("tasker.queue_task.closed", tasker_queue_task_closed, "raw.closed"),
+    ("tasker.submit.gather", tasker_submit_gather, "raw.gather"),
+    ("raw.closed", raw_closed, "raw.closed"),
+    ("raw.gather", raw_gather, "raw.gather"),
+]
+_DEPTH_SYSTEMS: list[tuple[str, Runner, str]] = [
+    ("tasker.submit.gather", tasker_submit_gather, "raw.gather"),
+    ("raw.gather", raw_gather, "raw.gather"),
+]
+
+
+def _curve(
+    curve: str,
+    factory: LoopFactory,
+    points: list[tuple[int, Case, int]],
+    runners: list[tuple[str, Runner, str]],
+) -> list[CurvePoint]:
+    """Each point's systems interleaved ``reps`` times; ``points`` = (x, case, reps)."""
+    samples: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for x, case, reps in points:
+        progress(f"{curve}: x={x:,}, {case.n:,} tasks x {reps} repetitions")
+        for _ in range(reps):
+            for key, run, _floor in runners:
+                seconds = run_on(factory, partial(run, case))
+                samples[x, key].append(seconds / case.n * PER_TASK)
+    result = []
+    for x, case, reps in points:
+        for key, _run, floor in runners:
+            us = median(samples[x, key])
+            result.append(
+                CurvePoint(
+                    curve=curve,
+                    system=key,
+                    x=x,
+                    n=case.n,
+                    reps=reps,
+                    us_per_task=us,
+                    ratio_to_floor=us / median(samples[x, floor]),
+                    samples_us=samples[x, key],
+                )
+            )
+    return result
+
+
+def run_worker_curve(
+    factory: LoopFactory, worker_counts: list[int], n: int, reps: int
+) -> list[CurvePoint]:
+    """Trivial tasks through 1..64 workers, both submission styles."""
+    points = [(w, Case(trivial, n, w, submitters_for(WORKERS)), reps) for w in worker_counts]
+    return _curve("workers", factory, points, _WORKER_SYSTEMS)
+
+
+def depth_reps(n: int) -> int:
+    """Enough repetitions of ``n`` tasks for a stable median, within the time budget."""
+    return max(1, min(15, 300_000 // n))
+
+
+def run_depth_curve(factory: LoopFactory, depths: list[int]) -> list[CurvePoint]:
+    """``n`` trivial tasks submitted at once (so up to ``n`` queued) through 8 workers."""
+    points = [(n, Case(trivial, n, WORKERS, submitters_for(WORKERS)), depth_reps(n)) for n in depths]
+    return _curve("queued", factory, points, _DEPTH_SYSTEMS)
+
+
+# ------------------------------------------------------------------ loop lag
+
+
+@dataclass(frozen=True)
+class LagRow:
+    """What a 1 ms heartbeat saw while ``n`` trivial tasks drained."""
+
+    loop: str
+    system: str
+    n: int
+    reps: int
+    max_gap_ms: float  # median over repetitions of each drain's largest gap
+    worst_gap_ms: float  # the largest gap of any repetition
+    p99_gap_ms: float  # median over repetitions
+    beats: float  # median number of heartbeats during a drain
+    drain_ms: float
+
+
+async def _heartbeat(stop: asyncio.Event, beats: list[float]) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(HEARTBEAT)
+        beats.append(perf_counter())
+
+
+Flood = Callable[[int], Coroutine[Any, Any, tuple[list[float], float]]]
+
+
+async def _watch(
+    submit: Callable[[Callable[[object], Coroutine[Any, Any, int]]], asyncio.Future[int]],
+    n: int,
+) -> tuple[list[float], float]:
+    """Submit ``n`` tasks, then drain them under a heartbeat: (gaps, drain seconds).
+
+    The heartbeat's clock starts once everything is submitted, so the caller's own
+    submission loop is not counted: only the workers can delay it.
+    """
+    stop = asyncio.Event()
+    beats: list[float] = []
+    futures = [submit(trivial) for _ in range(n)]
+    start = perf_counter()
+    beats.append(start)
+    beating = asyncio.create_task(_heartbeat(stop, beats))
+    await asyncio.gather(*futures)
+    drained = perf_counter() - start
+    stop.set()
+    await beating
+    gaps = [later - earlier for earlier, later in zip(beats, beats[1:], strict=False)]
+    return gaps, drained
+
+
+async def _tasker_flood(n: int) -> tuple[list[float], float]:
+    async with tasker(WORKERS) as manager:
+        return await _watch(manager.submit, n)
+
+
+async def _raw_flood(n: int) -> tuple[list[float], float]:
+    async with raw_pool(WORKERS) as pool:
+        return await _watch(pool.submit, n)
+
+
+_FLOODS: list[tuple[str, Flood]] = [
+    ("tasker.submit", _tasker_flood),
+    ("raw.submit", _raw_flood),
+]
+
+
+def run_lag(loops: dict[str, LoopFactory], n: int, reps: int) -> list[LagRow]:
+    """Max and p99 heartbeat gap while a flood of ``n`` trivial tasks drains."""
+    rows = []
+    for loop_name, factory in loops.items():
+        progress(f"lag: {n:,}-task flood on {loop_name}, {reps} repetitions")
+        for key, flood in _FLOODS:
+            maxima, p99s, counts, drains = [], [], [], []
+            for _ in range(reps):
+                gaps, drained = run_on(factory, partial(flood, n))
+                maxima.append(max(gaps) * 1e3)
+                p99s.append(percentile(gaps, 99) * 1e3)
+                counts.append(float(len(gaps)))
+                drains.append(drained * 1e3)
+            rows.append(
+                LagRow(
+                    loop=loop_name,
+                    system=key,
+                    n=n,
+                    reps=reps,
+                    max_gap_ms=median(maxima),
+                    worst_gap_ms=max(maxima),
+                    p99_gap_ms=median(p99s),
+                    beats=median(counts),
+                    drain_ms=median(drains),
+                )
+            )
+    return rows
