@@ -54,6 +54,15 @@ class _Trace:
         self.peak = peak - self._base
 
 
+async def _settle(done: Callable[[], bool]) -> None:
+    """Let the loop run until ``done()``; a bounded number of steps."""
+    for _ in range(1_000):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise RuntimeError("the system under test did not settle")
+
+
 def _gate() -> tuple[asyncio.Event, Callable[[object], Coroutine[Any, Any, int]]]:
     gate = asyncio.Event()
 
@@ -68,8 +77,7 @@ async def _tasker_submit(n: int) -> tuple[int, int]:
     gate, blocker = _gate()
     async with tasker(WORKERS) as manager:
         blocked = [manager.submit(blocker) for _ in range(WORKERS)]
-        while manager.stats().running_tasks < WORKERS:
-            await asyncio.sleep(0)
+        await _settle(lambda: manager.stats().running_tasks == WORKERS)
         with _Trace() as trace:
             submit = manager.submit
             futures = [submit(trivial) for _ in range(n)]
@@ -82,13 +90,11 @@ async def _tasker_queue_task(n: int) -> tuple[int, int]:
     gate, blocker = _gate()
     async with tasker(WORKERS) as manager:
         blocked = [manager.submit(blocker) for _ in range(WORKERS)]
-        while manager.stats().running_tasks < WORKERS:
-            await asyncio.sleep(0)
+        await _settle(lambda: manager.stats().running_tasks == WORKERS)
         with _Trace() as trace:
             queue_task = manager.queue_task
             tasks = [asyncio.create_task(queue_task(trivial)) for _ in range(n)]
-            while manager.stats().queued_tasks < n:  # each task reaches its await
-                await asyncio.sleep(0)
+            await _settle(lambda: manager.stats().queued_tasks == n)  # each reaches its await
         gate.set()
         await asyncio.gather(*blocked, *tasks)
     return trace.peak, trace.retained
@@ -98,8 +104,7 @@ async def _raw(n: int) -> tuple[int, int]:
     gate, blocker = _gate()
     async with raw_pool(WORKERS) as pool:
         blocked = [pool.submit(blocker) for _ in range(WORKERS)]
-        while pool.pending():
-            await asyncio.sleep(0)
+        await _settle(lambda: pool.pending() == 0)
         with _Trace() as trace:
             submit = pool.submit
             futures = [submit(trivial) for _ in range(n)]
@@ -117,8 +122,7 @@ async def _semaphore(n: int) -> tuple[int, int]:
             return await fn(None)
 
     blocked = [asyncio.create_task(one(blocker)) for _ in range(WORKERS)]
-    while not semaphore.locked():
-        await asyncio.sleep(0)
+    await _settle(semaphore.locked)
     with _Trace() as trace:
         tasks = [asyncio.create_task(one(trivial)) for _ in range(n)]
         await asyncio.sleep(0)  # each task reaches the semaphore and waits there

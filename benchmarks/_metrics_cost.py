@@ -6,8 +6,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 
-from ._common import PER_TASK, WORKERS, Case, LoopFactory, Runner, median, progress, run_on
-from ._common import submitters_for, trivial
+from ._common import (
+    PER_TASK,
+    WORKERS,
+    Case,
+    LoopFactory,
+    Runner,
+    median,
+    progress,
+    run_on,
+    submitters_for,
+    trivial,
+)
 from ._systems import (
     NoopCollector,
     raw_closed,
@@ -32,19 +42,23 @@ class MetricsRow:
 
 _SYSTEMS: list[tuple[str, str, Runner]] = [
     ("closed", "tasker queue_task, default collector", tasker_queue_task_closed),
-    ("closed", "tasker queue_task, no-op collector",
-     partial(tasker_queue_task_closed, collector=NoopCollector())),
+    (
+        "closed",
+        "tasker queue_task, no-op collector",
+        partial(tasker_queue_task_closed, collector=NoopCollector()),
+    ),
     ("closed", "raw floor", raw_closed),
     ("gather", "tasker submit, default collector", tasker_submit_gather),
-    ("gather", "tasker submit, no-op collector",
-     partial(tasker_submit_gather, collector=NoopCollector())),
+    (
+        "gather",
+        "tasker submit, no-op collector",
+        partial(tasker_submit_gather, collector=NoopCollector()),
+    ),
     ("gather", "raw floor", raw_gather),
 ]
 
 
-def run_metrics_cost(
-    loops: dict[str, LoopFactory], n: int, reps: int
-) -> list[MetricsRow]:
+def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[MetricsRow]:
     """Trivial tasks with the default collector, a no-op one and no manager at all."""
     case = Case(trivial, n, WORKERS, submitters_for(WORKERS))
     samples: dict[tuple[str, int], list[float]] = defaultdict(list)

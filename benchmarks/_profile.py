@@ -62,10 +62,12 @@ def _name(key: Key) -> str:
     return f"{Path(filename).name}:{line} {function}"
 
 
-def _stats_of(profiler: cProfile.Profile) -> dict[Key, tuple[int, int, float, float, dict[Key, Edge]]]:
-    stats: dict[Key, tuple[int, int, float, float, dict[Key, Edge]]] = getattr(
-        pstats.Stats(profiler), "stats"
-    )
+Stats = dict[Key, tuple[int, int, float, float, dict[Key, Edge]]]
+"""pstats' table: key -> (primitive calls, calls, own time, cumulative time, callers)."""
+
+
+def _stats_of(profiler: cProfile.Profile) -> Stats:
+    stats: Stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     return stats
 
 
@@ -107,13 +109,13 @@ _SCENARIOS: list[tuple[str, Body, Body]] = [
 ]
 
 
-def _run(factory: LoopFactory, body: Body, n: int) -> dict[Key, tuple[int, int, float, float, dict[Key, Edge]]]:
+def _run(factory: LoopFactory, body: Body, n: int) -> Stats:
     profiler = cProfile.Profile()
     run_on(factory, lambda: body(profiler, n))
     return _stats_of(profiler)
 
 
-def _total(stats: dict[Key, tuple[int, int, float, float, dict[Key, Edge]]]) -> float:
+def _total(stats: Stats) -> float:
     return sum(entry[2] for entry in stats.values())
 
 

@@ -39,7 +39,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for index, row in enumerate(cells):
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        parts = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
         lines.append("  ".join(parts).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -156,8 +158,15 @@ class Report:
                 body = table(
                     ["system", "style", "us/task", "min", "max", "tasks/s", "x floor"],
                     [
-                        [r.label, r.style, r.us_per_task, r.us_min, r.us_max,
-                         round(r.tasks_per_s), r.ratio_to_floor]
+                        [
+                            r.label,
+                            r.style,
+                            r.us_per_task,
+                            r.us_min,
+                            r.us_max,
+                            round(r.tasks_per_s),
+                            r.ratio_to_floor,
+                        ]
                         for r in rows
                     ],
                 )
@@ -171,10 +180,15 @@ class Report:
 
     def _render_memory(self) -> str:
         n = self.memory[0].n
-        return f"== Memory per queued-but-not-started task ({n:,} queued, tracemalloc) ==\n" + table(
-            ["system", "peak B/task", "retained B/task", "x floor"],
-            [[r.label, r.peak_bytes_per_task, r.retained_bytes_per_task, r.ratio_to_floor]
-             for r in self.memory],
+        return (
+            f"== Memory per queued-but-not-started task ({n:,} queued, tracemalloc) ==\n"
+            + table(
+                ["system", "peak B/task", "retained B/task", "x floor"],
+                [
+                    [r.label, r.peak_bytes_per_task, r.retained_bytes_per_task, r.ratio_to_floor]
+                    for r in self.memory
+                ],
+            )
         )
 
     @staticmethod
@@ -183,8 +197,13 @@ class Report:
         systems = list(dict.fromkeys(p.system for p in points))
         rows = []
         for system in systems:
-            values = [next(p.us_per_task for p in points if p.system == system and p.x == x) for x in xs]
-            ratios = [next(p.ratio_to_floor for p in points if p.system == system and p.x == x) for x in xs]
+            values = [
+                next(p.us_per_task for p in points if p.system == system and p.x == x) for x in xs
+            ]
+            ratios = [
+                next(p.ratio_to_floor for p in points if p.system == system and p.x == x)
+                for x in xs
+            ]
             rows.append([system, *values, max(values) / min(values), max(ratios)])
         first = {x: next(p for p in points if p.x == x) for x in xs}
         detail = ", ".join(f"{first[x].n:,} tasks x{first[x].reps}" for x in xs)
@@ -199,8 +218,17 @@ class Report:
             f" (8 workers, median of {self.lag[0].reps}) ==\n"
             + table(
                 ["loop / system", "max gap ms", "worst ms", "p99 gap ms", "beats", "drain ms"],
-                [[f"{r.loop} / {r.system}", r.max_gap_ms, r.worst_gap_ms, r.p99_gap_ms,
-                  r.beats, r.drain_ms] for r in self.lag],
+                [
+                    [
+                        f"{r.loop} / {r.system}",
+                        r.max_gap_ms,
+                        r.worst_gap_ms,
+                        r.p99_gap_ms,
+                        r.beats,
+                        r.drain_ms,
+                    ]
+                    for r in self.lag
+                ],
             )
         )
 
@@ -226,13 +254,17 @@ class Report:
         )
         functions = table(
             ["tasker_aio function", "calls/task", "own us/task", "cum us/task"],
-            [[e.function, e.calls_per_task, e.own_us_per_task, e.cumulative_us_per_task]
-             for e in result.tasker_functions],
+            [
+                [e.function, e.calls_per_task, e.own_us_per_task, e.cumulative_us_per_task]
+                for e in result.tasker_functions
+            ],
         )
         callees = table(
             ["called directly from tasker_aio", "calls/task", "own us/task", "cum us/task"],
-            [[e.function, e.calls_per_task, e.own_us_per_task, e.cumulative_us_per_task]
-             for e in result.callees],
+            [
+                [e.function, e.calls_per_task, e.own_us_per_task, e.cumulative_us_per_task]
+                for e in result.callees
+            ],
         )
         return f"{head}\n{functions}\n\n{callees}"
 
@@ -247,46 +279,66 @@ class Report:
                 continue
             ratio = by_key[loop, workload, system].ratio_to_floor
             rows.append(
-                [f"{loop} {workload}: {system} / raw floor", round(ratio, 2),
-                 f"<= {MAX_RATIO_TO_FLOOR}", _mark(ratio <= MAX_RATIO_TO_FLOOR)]
+                [
+                    f"{loop} {workload}: {system} / raw floor",
+                    round(ratio, 2),
+                    f"<= {MAX_RATIO_TO_FLOOR}",
+                    _mark(ratio <= MAX_RATIO_TO_FLOOR),
+                ]
             )
             if system == _GATHER:
                 peers = [
-                    r for (lp, wl, _), r in by_key.items()
+                    r
+                    for (lp, wl, _), r in by_key.items()
                     if lp == loop and wl == workload and r.group == "peer"
                 ]
                 if peers:
                     fastest = min(peers, key=lambda r: r.us_per_task)
                     speedup = fastest.us_per_task / by_key[loop, workload, system].us_per_task
                     rows.append(
-                        [f"{loop} {workload}: fastest peer ({fastest.label}) / tasker",
-                         round(speedup, 2), f">= {MIN_SPEEDUP_OVER_PEERS}",
-                         _mark(speedup >= MIN_SPEEDUP_OVER_PEERS)]
+                        [
+                            f"{loop} {workload}: fastest peer ({fastest.label}) / tasker",
+                            round(speedup, 2),
+                            f">= {MIN_SPEEDUP_OVER_PEERS}",
+                            _mark(speedup >= MIN_SPEEDUP_OVER_PEERS),
+                        ]
                     )
         for row in self.memory:
             if row.system == "tasker.submit":
                 rows.append(
-                    ["memory per queued task: tasker submit / raw floor",
-                     round(row.ratio_to_floor, 2), f"<= {MAX_MEMORY_RATIO}",
-                     _mark(row.ratio_to_floor <= MAX_MEMORY_RATIO)]
+                    [
+                        "memory per queued task: tasker submit / raw floor",
+                        round(row.ratio_to_floor, 2),
+                        f"<= {MAX_MEMORY_RATIO}",
+                        _mark(row.ratio_to_floor <= MAX_MEMORY_RATIO),
+                    ]
                 )
-        for name, curve in (("workers 1..64", self.workers_curve),
-                            ("queued tasks", self.queued_curve)):
+        for name, curve in (
+            ("workers 1..64", self.workers_curve),
+            ("queued tasks", self.queued_curve),
+        ):
             for system in dict.fromkeys(p.system for p in curve):
                 if not system.startswith("tasker"):
                     continue
                 values = [p.us_per_task for p in curve if p.system == system]
                 spread = max(values) / min(values)
                 rows.append(
-                    [f"flat over {name}: {system} max/min", round(spread, 2),
-                     f"<= {MAX_CURVE_SPREAD}", _mark(spread <= MAX_CURVE_SPREAD)]
+                    [
+                        f"flat over {name}: {system} max/min",
+                        round(spread, 2),
+                        f"<= {MAX_CURVE_SPREAD}",
+                        _mark(spread <= MAX_CURVE_SPREAD),
+                    ]
                 )
         for lag in self.lag:
             if lag.system.startswith("tasker"):
                 rows.append(
-                    [f"{lag.loop}: max loop lag, {lag.n:,}-task flood (worst of {lag.reps})",
-                     round(lag.worst_gap_ms, 2), f"< {MAX_LAG_MS} ms",
-                     _mark(lag.worst_gap_ms < MAX_LAG_MS)]
+                    [
+                        f"{lag.loop}: max loop lag, {lag.n:,}-task flood (worst of {lag.reps})",
+                        round(lag.worst_gap_ms, 2),
+                        f"< {MAX_LAG_MS} ms",
+                        _mark(lag.worst_gap_ms < MAX_LAG_MS),
+                    ]
                 )
         return rows
 
@@ -300,8 +352,13 @@ class Report:
             "notes": self.notes,
             "seconds": round(self.seconds, 1),
             "workloads": [
-                {"key": w.key, "label": w.label, "concurrency": w.concurrency,
-                 "n_full": w.n_full, "n_quick": w.n_quick}
+                {
+                    "key": w.key,
+                    "label": w.label,
+                    "concurrency": w.concurrency,
+                    "n_full": w.n_full,
+                    "n_quick": w.n_quick,
+                }
                 for w in self.workloads
             ],
             "throughput": [asdict(r) for r in self.throughput],

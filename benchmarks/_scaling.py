@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from time import perf_counter
 from typing import Any
 
@@ -111,14 +112,17 @@ def run_worker_curve(
     return _curve("workers", factory, points, _WORKER_SYSTEMS)
 
 
-def depth_reps(n: int) -> int:
-    """Enough repetitions of ``n`` tasks for a stable median, within the time budget."""
-    return max(1, min(15, 300_000 // n))
+def depth_reps(n: int, budget: int) -> int:
+    """Repetitions of ``n`` tasks: ``budget`` tasks in all, between 1 and 15."""
+    return max(1, min(15, budget // n))
 
 
-def run_depth_curve(factory: LoopFactory, depths: list[int]) -> list[CurvePoint]:
+def run_depth_curve(factory: LoopFactory, depths: list[int], budget: int) -> list[CurvePoint]:
     """``n`` trivial tasks submitted at once (so up to ``n`` queued) through 8 workers."""
-    points = [(n, Case(trivial, n, WORKERS, submitters_for(WORKERS)), depth_reps(n)) for n in depths]
+    points = [
+        (n, Case(trivial, n, WORKERS, submitters_for(WORKERS)), depth_reps(n, budget))
+        for n in depths
+    ]
     return _curve("queued", factory, points, _DEPTH_SYSTEMS)
 
 
@@ -155,20 +159,20 @@ async def _watch(
 ) -> tuple[list[float], float]:
     """Submit ``n`` tasks, then drain them under a heartbeat: (gaps, drain seconds).
 
-    The heartbeat's clock starts once everything is submitted, so the caller's own
-    submission loop is not counted: only the workers can delay it.
+    The heartbeat's clock starts once everything is submitted and gathered, so the
+    caller's own submission loop is not counted: only the drain can delay it.
     """
     stop = asyncio.Event()
     beats: list[float] = []
-    futures = [submit(trivial) for _ in range(n)]
+    everything = asyncio.gather(*[submit(trivial) for _ in range(n)])
     start = perf_counter()
     beats.append(start)
     beating = asyncio.create_task(_heartbeat(stop, beats))
-    await asyncio.gather(*futures)
+    await everything
     drained = perf_counter() - start
     stop.set()
     await beating
-    gaps = [later - earlier for earlier, later in zip(beats, beats[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in pairwise(beats)]
     return gaps, drained
 
 

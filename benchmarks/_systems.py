@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
 from types import ModuleType
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 
@@ -174,9 +174,7 @@ async def tasker(
         yield manager
 
 
-async def tasker_queue_task_closed(
-    case: Case, collector: MetricsCollector | None = None
-) -> float:
+async def tasker_queue_task_closed(case: Case, collector: MetricsCollector | None = None) -> float:
     async with tasker(case.concurrency, collector) as manager:
         start = perf_counter()
         await closed_loop(manager.queue_task, case.fn, case.n, case.submitters)
@@ -311,20 +309,39 @@ def peer_versions() -> dict[str, str]:
 def systems(notes: list[str]) -> list[System]:
     """Every system, in table order; peers that are not installed are noted and skipped."""
     found: list[System] = [
-        System("tasker.queue_task.closed", "tasker queue_task, closed-loop callers", "tasker",
-               "closed", tasker_queue_task_closed),
+        System(
+            "tasker.queue_task.closed",
+            "tasker queue_task, closed-loop callers",
+            "tasker",
+            "closed",
+            tasker_queue_task_closed,
+        ),
         System("tasker.map", "tasker map (default max_in_flight)", "tasker", "closed", tasker_map),
-        System("tasker.queue_task.gather", "tasker gather(queue_task)", "tasker", "gather",
-               tasker_queue_task_gather),
-        System("tasker.queue_task_async.gather", "tasker queue_task_async + gather", "tasker",
-               "gather", tasker_queue_task_async_gather),
-        System("tasker.submit.gather", "tasker submit + gather", "tasker", "gather",
-               tasker_submit_gather),
+        System(
+            "tasker.queue_task.gather",
+            "tasker gather(queue_task)",
+            "tasker",
+            "gather",
+            tasker_queue_task_gather,
+        ),
+        System(
+            "tasker.queue_task_async.gather",
+            "tasker queue_task_async + gather",
+            "tasker",
+            "gather",
+            tasker_queue_task_async_gather,
+        ),
+        System(
+            "tasker.submit.gather",
+            "tasker submit + gather",
+            "tasker",
+            "gather",
+            tasker_submit_gather,
+        ),
         System("raw.closed", "raw floor, closed-loop callers", "floor", "closed", raw_closed),
         System("raw.gather", "raw floor, submit all + gather", "floor", "gather", raw_gather),
         System("peer.semaphore", "create_task + Semaphore", "peer", "gather", semaphore_tasks),
-        System("peer.anyio", "anyio task group + CapacityLimiter", "peer", "gather",
-               anyio_limiter),
+        System("peer.anyio", "anyio task group + CapacityLimiter", "peer", "gather", anyio_limiter),
     ]
     for key, label, module_name, pip_name, factory in _OPTIONAL_PEERS:
         try:

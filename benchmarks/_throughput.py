@@ -46,6 +46,7 @@ def run_throughput(
     systems: list[System],
     reps: int,
     quick: bool,
+    warmup: bool = True,
 ) -> list[ThroughputRow]:
     """Every (loop, workload, system) ``reps`` times, interleaved: medians per task.
 
@@ -53,7 +54,7 @@ def run_throughput(
     repetition, each on a fresh event loop; so drift and noise on this machine spread
     over all systems instead of landing on one.
     """
-    for loop_name, factory in loops.items():
+    for loop_name, factory in loops.items() if warmup else ():
         progress(f"throughput: warm-up on {loop_name}")
         for workload in workloads:
             for system in systems:

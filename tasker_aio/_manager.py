@@ -23,7 +23,7 @@ from ._exceptions import (
     ResourceCreationError,
 )
 from ._map import MapIterator
-from ._metrics import TaskLifecycleTimestamps, TaskMetrics, TaskStats
+from ._metrics import TaskMetrics, TaskStats, recorders
 from ._pool import ResourcePool
 from ._queue import DISCARDED, DONE, QUEUED, RUNNING, WAITING, Task, TaskQueue
 from ._types import Callback, E, R, T
@@ -66,6 +66,7 @@ class TaskManager(Generic[R, E]):
         settings = self._settings
         self._logger = settings.logger
         self._collector = settings.collector
+        self._arrived, self._completed, self._failed = recorders(settings.collector)
         self._state: State = "new"
         self._entered = False
         self._killed = False
@@ -76,7 +77,8 @@ class TaskManager(Generic[R, E]):
         self._workers: list[Worker[R, E]] = []
         self._idle: deque[Worker[R, E]] = deque()
         self._running = 0
-        self._waiting: set[Task[R, E]] = set()  # failed healthily, waiting out a backoff
+        # Failed healthily and waiting out a backoff: the timer that re-queues each.
+        self._waiting: dict[Task[R, E], asyncio.TimerHandle] = {}
         self._pool: ResourcePool[R, E] = ResourcePool(self)
         self._scopes: set[anyio.CancelScope] = set()  # what kill() cancels
         self._holders = 0  # workers, run_task calls and pool refills still under way
@@ -353,9 +355,11 @@ class TaskManager(Generic[R, E]):
 
     def _accept(self, task: Task[R, E]) -> None:
         task.future.add_done_callback(task)
-        task.queued_at = time.monotonic()
-        task.home.push(task)
-        self._collector.record_arrival()
+        task.queued_at = now = time.monotonic()
+        queue = task.home
+        queue.items.append(task)  # TaskQueue.push, inlined on the hot path
+        queue.live += 1
+        self._arrived(now)
         if self._idle:
             self._wake_one()
 
@@ -610,9 +614,10 @@ class TaskManager(Generic[R, E]):
         if state == QUEUED:
             task.queue.discard(task)
         elif state == RUNNING:
-            worker = task.worker
-            if worker is not None and worker.current is task:
-                worker.interrupt()
+            for worker in self._workers:
+                if worker.current is task:
+                    worker.interrupt()
+                    break
         elif state == WAITING:
             self._end_wait(task)
             task.state = DONE
@@ -620,8 +625,7 @@ class TaskManager(Generic[R, E]):
 
     def _record_failure(self, task: Task[R, E]) -> None:
         now = time.monotonic()
-        started = task.started_at or now
-        self._collector.record_failure(TaskLifecycleTimestamps(task.queued_at, started, now))
+        self._failed(task.queued_at, task.started_at or now, now)
 
     def _fail(self, task: Task[R, E], exc: BaseException) -> None:
         """Answer ``task`` with its final error (no retries left)."""
@@ -664,22 +668,21 @@ class TaskManager(Generic[R, E]):
         """A healthy failure: back to its own queue after its backoff, holding no worker."""
         self._collector.record_retry()
         try:
-            delay = float(task.backoff(task.healthy_failures))
+            attempt = len(task.errors or ()) - task.unhealthy_failures
+            delay = float(task.backoff(attempt))
         except Exception as exc:
             self._logger.error("retry backoff %r raised %r; retrying at once", task.backoff, exc)
             delay = 0.0
         if self._state == "running" and delay > 0:
             task.state = WAITING
-            task.timer = self._loop.call_later(delay, self._requeue, task)
-            self._waiting.add(task)
+            self._waiting[task] = self._loop.call_later(delay, self._requeue, task)
         else:
             self._requeue(task)
 
     def _end_wait(self, task: Task[R, E]) -> None:
-        if task.timer is not None:
-            task.timer.cancel()
-            task.timer = None
-        self._waiting.discard(task)
+        timer = self._waiting.pop(task, None)
+        if timer is not None:
+            timer.cancel()
 
     def _requeue(self, task: Task[R, E]) -> None:
         self._end_wait(task)

@@ -17,11 +17,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
 from ._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from ._types import MetricsCollector
 
 __all__ = [
     "HdrCollector",
@@ -29,10 +32,11 @@ __all__ = [
     "TaskMetrics",
     "TaskStats",
     "new_collector",
+    "recorders",
 ]
 
-_NS_PER_S = 1_000_000_000
-_HIGHEST_NS = 3_600 * _NS_PER_S  # one hour; longer durations are recorded as one hour
+_TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latencies
+_HIGHEST = 3_600 * _TICKS_PER_S  # one hour; longer durations are recorded as one hour
 _FOLD_AT = 4096  # buffered durations before they are folded into the histograms
 _BUCKETS = 20  # time buckets per rate window
 
@@ -94,39 +98,39 @@ class TaskMetrics:
 class _WindowRate:
     """Events per second over the last ``window`` seconds, in fixed time buckets."""
 
-    __slots__ = ("_buckets", "_current", "_end", "_start", "_width", "_window")
+    __slots__ = ("_buckets", "_start", "_width", "_window", "current", "end")
 
     def __init__(self, window: float, now: float) -> None:
         self._window = window
         self._width = window / _BUCKETS
         self._buckets = [0] * _BUCKETS  # ring of finished buckets, oldest first
-        self._current = 0  # events in the bucket that ends at self._end
-        self._end = now + self._width
+        self.current = 0  # events in the bucket that ends at self.end
+        self.end = now + self._width
         self._start = now
 
     def add(self, now: float) -> None:
-        if now >= self._end:
-            self._advance(now)
-        self._current += 1
+        if now >= self.end:
+            self.advance(now)
+        self.current += 1
 
-    def _advance(self, now: float) -> None:
-        passed = int((now - self._end) // self._width) + 1
+    def advance(self, now: float) -> None:
+        passed = int((now - self.end) // self._width) + 1
         buckets = self._buckets
         if passed >= _BUCKETS:
             buckets[:] = [0] * _BUCKETS
         else:
             del buckets[:passed]
-            buckets.append(self._current)
+            buckets.append(self.current)
             buckets.extend([0] * (passed - 1))
-        self._current = 0
-        self._end += passed * self._width
+        self.current = 0
+        self.end += passed * self._width
 
     def rate(self, now: float) -> float:
-        if now >= self._end:
-            self._advance(now)
+        if now >= self.end:
+            self.advance(now)
         # The ring holds the _BUCKETS - 1 newest finished buckets plus the current one.
-        events = sum(self._buckets[1:]) + self._current
-        current_start = self._end - self._width
+        events = sum(self._buckets[1:]) + self.current
+        current_start = self.end - self._width
         span = min(now - self._start, self._window - self._width + (now - current_start))
         return events / span if span > 0 else 0.0
 
@@ -137,7 +141,7 @@ class _Durations:
     __slots__ = ("_cache", "count", "hist", "max", "min", "pending", "total")
 
     def __init__(self) -> None:
-        self.hist = HdrHistogram(1, _HIGHEST_NS, 3)
+        self.hist = HdrHistogram(1, _HIGHEST, 3)
         self.pending: list[float] = []
         self.count = 0
         self.total = 0.0
@@ -151,12 +155,29 @@ class _Durations:
             return
         self.count += len(pending)
         self.total += math.fsum(pending)
-        self.min = min(self.min, min(pending))
-        self.max = max(self.max, max(pending))
-        record = self.hist.record_value
-        for ns, n in Counter([int(s * _NS_PER_S) for s in pending]).items():
-            record(min(max(ns, 1), _HIGHEST_NS), n)
+        low, high = min(pending), max(pending)
+        self.min = min(self.min, low)
+        self.max = max(self.max, high)
+        ticks = [int(s * _TICKS_PER_S) for s in pending]
         pending.clear()
+        if low < 0 or high * _TICKS_PER_S > _HIGHEST:
+            ticks = [min(max(v, 0), _HIGHEST) for v in ticks]
+        values = Counter(ticks)
+        # HdrHistogram.record_value costs ~1.3 us a call. In 100 ns ticks short tasks
+        # share a few distinct values, so this adds each distinct value's count at the
+        # index record_value would use (its _counts_index_for; unit_magnitude is 0,
+        # the lowest trackable value being 1).
+        hist = self.hist
+        mask = hist.sub_bucket_mask
+        shift = hist.sub_bucket_half_count_magnitude
+        half = hist.sub_bucket_half_count
+        counts = hist.counts
+        for value, n in values.items():
+            bucket = (value | mask).bit_length() - shift - 1
+            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n
+        hist.total_count += values.total()
+        hist.min_value = min(hist.min_value, min(values))
+        hist.max_value = max(hist.max_value, max(values))
         self._cache = None
 
     def percentiles(self) -> tuple[float, float, float]:
@@ -172,8 +193,8 @@ class _Durations:
         for p in (50.0, 95.0, 99.0):
             target = max(int(p * total / 100 + 0.5), 1)
             index = min(bisect_left(cumulative, target), top)
-            ns = hist.get_highest_equivalent_value(hist.get_value_from_index(index))
-            values.append(min(max(ns / _NS_PER_S, self.min), self.max))
+            ticks = hist.get_highest_equivalent_value(hist.get_value_from_index(index))
+            values.append(min(max(ticks / _TICKS_PER_S, self.min), self.max))
         self._cache = (values[0], values[1], values[2])
         return self._cache
 
@@ -205,21 +226,37 @@ class HdrCollector:
         self._retried = 0
 
     def record_arrival(self) -> None:
-        self._arrived += 1
-        self._arrivals.add(self._clock())
+        self.record_arrival_at(self._clock())
 
     def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
-        queued_at, started_at, finished_at = stamps
+        self.record_completion_times(*stamps, now=self._clock())
+
+    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+        self._failed += 1
+
+    # The manager's fast path: the same records from raw monotonic times, with no
+    # TaskLifecycleTimestamps to build (see recorders()).
+
+    def record_arrival_at(self, now: float) -> None:
+        self._arrived += 1
+        arrivals = self._arrivals
+        if now >= arrivals.end:  # _WindowRate.add, inlined on the hot path
+            arrivals.advance(now)
+        arrivals.current += 1
+
+    def record_completion_times(
+        self, queued_at: float, started_at: float, finished_at: float, now: float | None = None
+    ) -> None:
         self._completed += 1
         pending = self._exec.pending
         pending.append(finished_at - started_at)
         self._wait.pending.append(started_at - queued_at)
-        self._completions.add(self._clock())
+        self._completions.add(finished_at if now is None else now)
         if len(pending) >= _FOLD_AT:
             self._exec.fold()
             self._wait.fold()
 
-    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+    def record_failure_times(self, queued_at: float, started_at: float, finished_at: float) -> None:
         self._failed += 1
 
     def record_retry(self) -> None:
@@ -250,6 +287,34 @@ class HdrCollector:
             success_rate=self._completed / finished if finished else 0.0,
             failure_rate=self._failed / finished if finished else 0.0,
         )
+
+
+Times = Callable[[float, float, float], None]
+
+
+def recorders(collector: MetricsCollector) -> tuple[Callable[[float], None], Times, Times]:
+    """The manager's arrival, completion and failure hooks for ``collector``.
+
+    The default collector takes raw times; any other gets the protocol's calls, with
+    the TaskLifecycleTimestamps built for it.
+    """
+    if type(collector) is HdrCollector:
+        return (
+            collector.record_arrival_at,
+            collector.record_completion_times,
+            collector.record_failure_times,
+        )
+
+    def arrival(now: float) -> None:
+        collector.record_arrival()
+
+    def completion(queued_at: float, started_at: float, finished_at: float) -> None:
+        collector.record_completion(TaskLifecycleTimestamps(queued_at, started_at, finished_at))
+
+    def failure(queued_at: float, started_at: float, finished_at: float) -> None:
+        collector.record_failure(TaskLifecycleTimestamps(queued_at, started_at, finished_at))
+
+    return arrival, completion, failure
 
 
 def new_collector(*, window: float = 10.0) -> HdrCollector:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Generic
 import anyio
 
 from ._exceptions import ManagerStoppedError, ResourceCreationError
-from ._metrics import TaskLifecycleTimestamps
 from ._types import E, R
 from ._worker import NO_RESOURCE
 
@@ -42,8 +41,8 @@ class ResourcePool(Generic[R, E]):
 
     async def run(self, fn: Callable[[R], Awaitable[E]]) -> E:
         m = self._manager
-        m._collector.record_arrival()
         queued_at = time.monotonic()
+        m._arrived(queued_at)
         resource: Any = self._idle.pop() if self._idle else NO_RESOURCE
         pooled = resource is not NO_RESOURCE
         healthy = True
@@ -65,15 +64,11 @@ class ResourcePool(Generic[R, E]):
                 except BaseException as exc:
                     error = m._task_error(fn, returned, exc)
                     healthy = m._is_healthy(error)
-                    m._collector.record_failure(
-                        TaskLifecycleTimestamps(queued_at, started_at, time.monotonic())
-                    )
+                    m._failed(queued_at, started_at, time.monotonic())
                     if error is exc:
                         raise
                     raise error from None
-                m._collector.record_completion(
-                    TaskLifecycleTimestamps(queued_at, started_at, time.monotonic())
-                )
+                m._completed(queued_at, started_at, time.monotonic())
                 return result
             raise ManagerStoppedError("task manager was killed")  # kill() cancelled us
         finally:

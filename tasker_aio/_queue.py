@@ -16,7 +16,6 @@ from ._types import E, R
 
 if TYPE_CHECKING:
     from ._manager import TaskManager
-    from ._worker import Worker
 
 __all__ = ["DISCARDED", "DONE", "QUEUED", "RUNNING", "WAITING", "Task", "TaskQueue"]
 
@@ -36,23 +35,9 @@ class Task(Generic[R, E]):
     """
 
     __slots__ = (
-        "backoff",
-        "errors",
-        "fn",
-        "future",
-        "healthy_failures",
-        "home",
-        "manager",
-        "once",
-        "queue",
-        "queued_at",
-        "retries",
-        "started_at",
-        "state",
-        "timer",
-        "unhealthy_failures",
-        "worker",
-    )
+        "backoff", "errors", "fn", "future", "home", "manager", "once", "queue",
+        "queued_at", "retries", "started_at", "state", "unhealthy_failures",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -75,11 +60,8 @@ class Task(Generic[R, E]):
         self.queued_at = 0.0
         self.started_at = 0.0
         self.state = QUEUED
-        self.worker: Worker[R, E] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.errors: list[BaseException] | None = None
-        self.healthy_failures = 0
-        self.unhealthy_failures = 0
+        self.errors: list[BaseException] | None = None  # one per failed attempt
+        self.unhealthy_failures = 0  # the rest of errors were healthy
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled():

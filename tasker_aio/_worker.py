@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Generic
 
 import anyio
 
-from ._metrics import TaskLifecycleTimestamps
 from ._queue import DISCARDED, DONE, RUNNING, Task
 from ._types import E, R
 
@@ -104,7 +103,7 @@ class Worker(Generic[R, E]):
     async def _serve(self) -> None:
         m = self.manager
         priority, main = m._priority, m._main
-        collector = m._collector
+        completed, failed = m._completed, m._failed
         clock = time.monotonic
         ran = 0
         while True:
@@ -112,7 +111,7 @@ class Worker(Generic[R, E]):
                 if not (priority.live or main.live):
                     return
                 self.retiring = False  # work arrived as we were retired: take it
-            task = priority.pop() or main.pop()
+            task = priority.pop() if priority.live else main.pop()
             if task is None:
                 if m._state != "running":
                     return  # stopping and drained
@@ -125,7 +124,6 @@ class Worker(Generic[R, E]):
                 continue
 
             task.state = RUNNING
-            task.worker = self
             self.current = task
             m._running += 1
             task.started_at = clock()
@@ -147,13 +145,12 @@ class Worker(Generic[R, E]):
                     self._own_cancellation(None)
                 if task.state == RUNNING:  # else kill() answered and counted it
                     task.state = DONE
-                    stamps = TaskLifecycleTimestamps(task.queued_at, task.started_at, clock())
                     if future.done():  # its caller cancelled it meanwhile
-                        collector.record_failure(stamps)
+                        failed(task.queued_at, task.started_at, clock())
                     else:
                         future.remove_done_callback(task)
                         future.set_result(result)
-                        collector.record_completion(stamps)
+                        completed(task.queued_at, task.started_at, clock())
 
             ran += 1
             if ran >= _YIELD_EVERY:
@@ -197,8 +194,8 @@ class Worker(Generic[R, E]):
         else:
             task.errors.append(exc)
         if healthy:
-            task.healthy_failures += 1
-            if interrupted or task.once or task.healthy_failures > task.retries:
+            healthy_failures = len(task.errors) - task.unhealthy_failures
+            if interrupted or task.once or healthy_failures > task.retries:
                 m._fail(task, exc)
             else:
                 m._retry_later(task)

@@ -258,3 +258,27 @@ async def test_default_logger_is_tasker_aio(
             pass
     assert {r.name for r in caplog.records} == {"tasker_aio"}
     assert any("started" in r.getMessage() for r in caplog.records)
+
+
+def test_bulk_fold_matches_record_value() -> None:
+    """The batched histogram fold yields exactly the counts of HdrHistogram.record_value."""
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    from tasker_aio._metrics import _Durations
+
+    rng = random.Random(7)
+    durations = _Durations()
+    reference = HdrHistogram(1, 3600 * 10**7, 3)
+    values = [
+        rng.choice([rng.uniform(0, 1e-5), rng.uniform(0, 1), rng.uniform(0, 5000)])
+        for _ in range(5000)
+    ]
+    durations.pending.extend(values)
+    durations.fold()
+    for value in values:
+        reference.record_value(min(max(int(value * 10**7), 0), 3600 * 10**7))
+    assert list(durations.hist.counts) == list(reference.counts)
+    assert durations.hist.total_count == reference.total_count
+    assert durations.hist.max_value == reference.max_value

@@ -1,0 +1,141 @@
+"""``python -m benchmarks [--quick] [--only SECTION ...]``: run, print, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._common import loop_factories, progress, workloads
+from ._memory import run_memory
+from ._metrics_cost import run_metrics_cost
+from ._profile import run_profile
+from ._report import Report, environment
+from ._scaling import run_depth_curve, run_lag, run_worker_curve
+from ._systems import systems
+from ._throughput import run_throughput
+
+__all__ = ["main"]
+
+SECTIONS = ("throughput", "memory", "workers", "queued", "lag", "metrics", "profile")
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything to run."""
+
+    reps: int  # interleaved repetitions: throughput and metrics cost
+    warmup: bool  # one untimed small pass of every throughput combination first
+    memory_n: int
+    memory_reps: int
+    worker_counts: tuple[int, ...]
+    workers_n: int
+    workers_reps: int
+    depths: tuple[int, ...]
+    depth_budget: int  # tasks per system and depth, at most 15 repetitions
+    lag_n: int
+    lag_reps: int
+    metrics_n: int
+    profile_n: int
+
+
+FULL = Plan(
+    reps=5,
+    warmup=True,
+    memory_n=50_000,
+    memory_reps=3,
+    worker_counts=(1, 8, 64),
+    workers_n=30_000,
+    workers_reps=3,
+    depths=(1_000, 10_000, 100_000, 1_000_000),
+    depth_budget=300_000,
+    lag_n=100_000,
+    lag_reps=3,
+    metrics_n=30_000,
+    profile_n=50_000,
+)
+QUICK = Plan(
+    reps=3,
+    warmup=False,
+    memory_n=5_000,
+    memory_reps=1,
+    worker_counts=(1, 8, 64),
+    workers_n=3_000,
+    workers_reps=3,
+    depths=(1_000, 10_000, 100_000),
+    depth_budget=50_000,
+    lag_n=50_000,
+    lag_reps=1,
+    metrics_n=3_000,
+    profile_n=5_000,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="tasker_aio against the raw asyncio floor and its peers.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of about 20 s: fewer tasks and reps"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
+    parser.add_argument("--reps", type=int, help="interleaved repetitions (default 5, quick 3)")
+    parser.add_argument("--no-uvloop", action="store_true", help="the default loop only")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="JSON file (default benchmarks/results/latest.json, quick: quick.json)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    reps = args.reps or plan.reps
+    if reps < 1:
+        raise SystemExit("--reps must be at least 1")
+    sections = set(args.only or SECTIONS)
+    started = time.perf_counter()
+
+    report = Report(mode="quick" if args.quick else "full", reps=reps, env=environment())
+    loops = loop_factories(report.notes, use_uvloop=not args.no_uvloop)
+    default_loop = loops["asyncio"]
+    report.workloads = workloads()
+
+    if "throughput" in sections:
+        found = systems(report.notes)
+        report.throughput = run_throughput(
+            loops, report.workloads, found, reps, args.quick, warmup=plan.warmup
+        )
+    if "memory" in sections:
+        report.memory = run_memory(default_loop, plan.memory_n, plan.memory_reps)
+    if "workers" in sections:
+        report.workers_curve = run_worker_curve(
+            default_loop, list(plan.worker_counts), plan.workers_n, plan.workers_reps
+        )
+    if "queued" in sections:
+        report.queued_curve = run_depth_curve(default_loop, list(plan.depths), plan.depth_budget)
+    if "lag" in sections:
+        report.lag = run_lag(loops, plan.lag_n, plan.lag_reps)
+    if "metrics" in sections:
+        report.metrics_cost = run_metrics_cost(loops, plan.metrics_n, reps)
+    if "profile" in sections:
+        report.profile = run_profile(default_loop, plan.profile_n)
+
+    report.seconds = time.perf_counter() - started
+    output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
+    report.write_json(output)
+    print(report.render())
+    progress(f"wrote {output}")
+    return 0
