@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "throughput" in sections:
         found = systems(report.notes)
         report.throughput = run_throughput(
-            loops, report.workloads, found, reps, args.quick, warmup=plan.warmup
+            loops, report.workloads, found, reps, args.quick, report.notes, warmup=plan.warmup
         )
     if "memory" in sections:
         report.memory = run_memory(default_loop, plan.memory_n, plan.memory_reps)

@@ -17,6 +17,7 @@ __all__ = [
     "PER_TASK",
     "WORKERS",
     "Case",
+    "GcClock",
     "LoopFactory",
     "Runner",
     "Style",
@@ -134,11 +135,45 @@ def loop_factories(notes: list[str], use_uvloop: bool = True) -> dict[str, LoopF
     return loops
 
 
-def run_on(factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh loop from ``factory`` after a full garbage collection."""
+def run_on(
+    factory: LoopFactory,
+    main: Callable[[], Coroutine[Any, Any, T]],
+    gc_clock: GcClock | None = None,
+) -> T:
+    """Run ``main()`` on a fresh loop from ``factory`` after a full garbage collection.
+
+    ``gc_clock``, if given, times the collector's passes during the run (not the
+    collection before it).
+    """
     gc.collect()
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main())
+        if gc_clock is None:
+            return runner.run(main())
+        with gc_clock:
+            return runner.run(main())
+
+
+class GcClock:
+    """Adds up the time the cyclic garbage collector runs while it is entered."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 # ----------------------------------------------------------------- statistics

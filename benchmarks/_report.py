@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -58,6 +59,12 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _spread(curve: list[CurvePoint], system: str) -> float:
+    """Largest over smallest per-task cost of ``system`` along ``curve``."""
+    values = [p.us_per_task for p in curve if p.system == system]
+    return max(values) / min(values)
+
+
 def _mark(ok: bool) -> str:
     return "ok" if ok else "MISS"
 
@@ -74,6 +81,15 @@ def environment() -> dict[str, Any]:
             check=True,
             cwd=Path(__file__).parent,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "tasker_aio"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        if dirty:
+            commit += " + uncommitted changes in tasker_aio/"
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     return {
@@ -204,9 +220,14 @@ class Report:
                 next(p.ratio_to_floor for p in points if p.system == system and p.x == x)
                 for x in xs
             ]
+            shares = [
+                next(p.gc_share for p in points if p.system == system and p.x == x) * 100
+                for x in xs
+            ]
             rows.append([system, *values, max(values) / min(values), max(ratios)])
+            rows.append(["  % of that time in gc", *shares, "", ""])
         first = {x: next(p for p in points if p.x == x) for x in xs}
-        detail = ", ".join(f"{first[x].n:,} tasks x{first[x].reps}" for x in xs)
+        detail = ", ".join(dict.fromkeys(f"{first[x].n:,} tasks x{first[x].reps}" for x in xs))
         return f"== Scaling: us/task as {title} grow (asyncio loop; {detail}) ==\n" + table(
             ["system", *[f"{x:,}" for x in xs], "max/min", "max x floor"], rows
         )
@@ -234,13 +255,17 @@ class Report:
 
     def _render_metrics(self) -> str:
         n = self.metrics_cost[0].n
+        noop = {(r.loop, r.style): r.us_per_task for r in self.metrics_cost if "no-op" in r.system}
         rows = []
         for r in self.metrics_cost:
-            rows.append([f"{r.loop} / {r.style} / {r.system}", r.us_per_task, r.ratio_to_floor])
+            cost = r.us_per_task - noop[r.loop, r.style] if "default" in r.system else math.nan
+            rows.append(
+                [f"{r.loop} / {r.style} / {r.system}", r.us_per_task, r.ratio_to_floor, cost]
+            )
         return (
             f"== Metrics cost: trivial tasks, 8 workers, {n:,} tasks, median of"
             f" {len(self.metrics_cost[0].samples_us)} ==\n"
-            + table(["loop / style / system", "us/task", "x floor"], rows)
+            + table(["loop / style / system", "us/task", "x floor", "collector us/task"], rows)
         )
 
     @staticmethod
@@ -320,11 +345,12 @@ class Report:
             for system in dict.fromkeys(p.system for p in curve):
                 if not system.startswith("tasker"):
                     continue
-                values = [p.us_per_task for p in curve if p.system == system]
-                spread = max(values) / min(values)
+                spread = _spread(curve, system)
+                floor = next(p.floor for p in curve if p.system == system)
                 rows.append(
                     [
-                        f"flat over {name}: {system} max/min",
+                        f"flat over {name}: {system} max/min"
+                        f" (its floor: {_spread(curve, floor):.2f})",
                         round(spread, 2),
                         f"<= {MAX_CURVE_SPREAD}",
                         _mark(spread <= MAX_CURVE_SPREAD),

@@ -15,6 +15,7 @@ from ._common import (
     PER_TASK,
     WORKERS,
     Case,
+    GcClock,
     LoopFactory,
     Runner,
     median,
@@ -51,11 +52,13 @@ class CurvePoint:
 
     curve: str
     system: str
+    floor: str  # the raw floor system its ratio is taken against
     x: int
     n: int
     reps: int
     us_per_task: float
     ratio_to_floor: float
+    gc_share: float  # of the run's time spent in the cyclic garbage collector (median)
     samples_us: list[float]
 
 
@@ -79,12 +82,15 @@ def _curve(
 ) -> list[CurvePoint]:
     """Each point's systems interleaved ``reps`` times; ``points`` = (x, case, reps)."""
     samples: dict[tuple[int, str], list[float]] = defaultdict(list)
+    gc_shares: dict[tuple[int, str], list[float]] = defaultdict(list)
     for x, case, reps in points:
         progress(f"{curve}: x={x:,}, {case.n:,} tasks x {reps} repetitions")
         for _ in range(reps):
             for key, run, _floor in runners:
-                seconds = run_on(factory, partial(run, case))
+                clock = GcClock()
+                seconds = run_on(factory, partial(run, case), clock)
                 samples[x, key].append(seconds / case.n * PER_TASK)
+                gc_shares[x, key].append(min(clock.seconds / seconds, 1.0))
     result = []
     for x, case, reps in points:
         for key, _run, floor in runners:
@@ -93,11 +99,13 @@ def _curve(
                 CurvePoint(
                     curve=curve,
                     system=key,
+                    floor=floor,
                     x=x,
                     n=case.n,
                     reps=reps,
                     us_per_task=us,
                     ratio_to_floor=us / median(samples[x, floor]),
+                    gc_share=median(gc_shares[x, key]),
                     samples_us=samples[x, key],
                 )
             )

@@ -13,6 +13,7 @@ __all__ = ["FLOOR_OF_STYLE", "ThroughputRow", "run_throughput"]
 
 FLOOR_OF_STYLE = {"closed": "raw.closed", "gather": "raw.gather"}
 _WARMUP_TASKS = 500
+_PROBE_TASKS = 20
 
 
 @dataclass(frozen=True)
@@ -40,20 +41,46 @@ def _case(workload: Workload, n: int) -> Case:
     return Case(workload.fn, n, workload.concurrency, submitters_for(workload.concurrency))
 
 
+def _working(
+    loops: dict[str, LoopFactory],
+    workloads: list[Workload],
+    systems: list[System],
+    notes: list[str],
+) -> list[System]:
+    """The systems that run a few tasks of each workload; a failing peer is noted, dropped."""
+    working = []
+    for system in systems:
+        try:
+            for factory in loops.values():
+                for workload in workloads:
+                    run_on(factory, partial(system.run, _case(workload, _PROBE_TASKS)))
+        except Exception as exc:
+            if system.group != "peer":
+                raise
+            notes.append(f"{system.label} skipped: it failed with {exc!r}")
+        else:
+            working.append(system)
+    return working
+
+
 def run_throughput(
     loops: dict[str, LoopFactory],
     workloads: list[Workload],
     systems: list[System],
     reps: int,
     quick: bool,
+    notes: list[str],
     warmup: bool = True,
 ) -> list[ThroughputRow]:
     """Every (loop, workload, system) ``reps`` times, interleaved: medians per task.
+
+    A peer that fails on a probe run first is noted in ``notes`` and left out.
 
     Each repetition runs every combination once, in an order rotated by one system per
     repetition, each on a fresh event loop; so drift and noise on this machine spread
     over all systems instead of landing on one.
     """
+    systems = _working(loops, workloads, systems, notes)
     for loop_name, factory in loops.items() if warmup else ():
         progress(f"throughput: warm-up on {loop_name}")
         for workload in workloads:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -111,7 +112,10 @@ def create_app(*, load_cost: float = 0.02, **config_overrides: Any) -> web.Appli
         except ValueError:
             delay = -1.0
         if not 0 <= delay <= 60:
-            raise web.HTTPBadRequest(text="delay must be a number of seconds in [0, 60]")
+            raise web.HTTPBadRequest(
+                text=json.dumps({"detail": "delay must be a number of seconds in [0, 60]"}),
+                content_type="application/json",
+            )
         probe.note(probe.submitted, n)
 
         async def task(model: Model) -> Prediction:

@@ -116,14 +116,14 @@ class _QuietLogger:
         self.errors.append(msg % args if args else msg)
 
 
+_PHASES = (("warm-up", 0.35), ("burst", 0.65), ("cool-down", 1.0))  # name, end / duration
+
+
 def phase_at(params: DemoParams, t: float) -> tuple[str, float]:
     """The load phase and its arrival rate at ``t`` seconds into the run."""
-    if t < 0.35 * params.duration:
-        return "warm-up", params.rate
-    if t < 0.65 * params.duration:
-        return "burst", params.burst_rate
-    if t < params.duration:
-        return "cool-down", params.rate
+    for name, end in _PHASES:
+        if t < end * params.duration:
+            return name, params.burst_rate if name == "burst" else params.rate
     return "draining", 0.0
 
 
@@ -143,7 +143,8 @@ async def simulate(
     Returns:
         Totals, peaks and the final metrics.
     """
-    rng = random.Random(params.seed)
+    arrival_rng = random.Random(params.seed)
+    work_rng = random.Random(None if params.seed is None else params.seed + 1)
     counts = {"loaded": 0, "unloaded": 0, "crashes": 0, "priority": 0}
     logger = _QuietLogger()
 
@@ -157,9 +158,9 @@ async def simulate(
 
     async def infer(model: _Model) -> int:
         await asyncio.sleep(
-            rng.lognormvariate(math.log(params.median_latency), params.latency_spread)
+            work_rng.lognormvariate(math.log(params.median_latency), params.latency_spread)
         )
-        if rng.random() < params.failure_rate:
+        if work_rng.random() < params.failure_rate:
             counts["crashes"] += 1
             raise ModelCrashed(f"model #{model.ident} crashed")
         return model.ident
@@ -176,7 +177,7 @@ async def simulate(
         collector=new_collector(window=2.0),
     )
     started = time.monotonic()
-    phase = "starting"
+    finished = False
     history: list[int] = []
     peak_throughput = 0.0
 
@@ -191,19 +192,23 @@ async def simulate(
             pass  # counted by metrics(); a real app would answer with an error
 
     async def arrivals(manager: TaskManager[_Model, int], tg: asyncio.TaskGroup) -> None:
-        nonlocal phase
-        due = 0.0
+        due = 0.0  # when the next request arrives (Poisson: exponential gaps)
         while True:
-            phase, rate = phase_at(params, due)
-            if rate <= 0:
-                return
-            due += rng.expovariate(rate)
-            await asyncio.sleep(max(0.0, due - elapsed()))
+            rate = phase_at(params, due)[1]
+            if rate > 0:
+                due += arrival_rng.expovariate(rate)
+            else:  # a silent phase: wait for its end
+                due = min(
+                    end * params.duration for _, end in _PHASES if end * params.duration > due
+                )
             if due >= params.duration:
-                return
-            priority = rng.random() < params.priority_fraction
-            counts["priority"] += priority
-            tg.create_task(request(manager, priority))
+                break
+            await asyncio.sleep(max(0.0, due - elapsed()))
+            if rate > 0:
+                priority = arrival_rng.random() < params.priority_fraction
+                counts["priority"] += priority
+                tg.create_task(request(manager, priority))
+        await asyncio.sleep(max(0.0, params.duration - elapsed()))
 
     def sample(manager: TaskManager[_Model, int]) -> None:
         nonlocal peak_throughput
@@ -211,7 +216,9 @@ async def simulate(
         history.append(stats.active_workers)
         peak_throughput = max(peak_throughput, metrics.task_completion_rate)
         if on_sample is not None:
-            on_sample(Sample(elapsed(), phase, phase_at(params, elapsed())[1], stats, metrics))
+            t = elapsed()
+            phase, rate = ("done", 0.0) if finished else phase_at(params, t)
+            on_sample(Sample(t, phase, rate, stats, metrics))
 
     async def sampler(manager: TaskManager[_Model, int]) -> None:
         while True:
@@ -224,10 +231,9 @@ async def simulate(
         try:
             async with asyncio.TaskGroup() as tg:
                 await arrivals(manager, tg)
-                phase = "draining"
         finally:
             watcher.cancel()
-        phase = "done"  # every request has its answer
+        finished = True  # every request has its answer
         sample(manager)
         await manager.stop()  # graceful; the context manager would do it too
     return Summary(
@@ -292,7 +298,7 @@ class Screen:
         self.out.write(
             f"tasker_aio demo: {p.duration:g} s of simulated model inference; load"
             f" {p.rate:g}/s -> {p.burst_rate:g}/s -> {p.rate:g}/s; workers"
-            f" {p.workers}..{p.max_workers}; {p.failure_rate:.0%} crashes\n"
+            f" {p.workers}..{p.max_workers}; {p.failure_rate * 100:g}% crashes\n"
         )
         if self.live:
             self.out.write("\x1b[?25l")  # hide the cursor while redrawing
@@ -444,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
             " (base/burst), queue depths, throughput, p95/p99 latency, failures and"
             " retries, then a summary. Each task is a 'model inference' on a worker's"
             f" model handle (loading one takes {d.create_cost * 1000:g} ms). The load"
-            " steps up: --rate for the first 35%% of the run, --burst-rate until 65%%,"
+            " steps up: --rate for the first 35% of the run, --burst-rate until 65%,"
             " then --rate again; burst workers are added and retired as it goes. A few"
             " tasks crash their model: the worker gets a fresh one and the task is"
             " retried. On a terminal the display is redrawn in place; when output is"
@@ -452,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="example: python -m tasker_aio demo --duration 20 --burst-rate 120",
     )
+    demo.set_defaults(error=demo.error)
     positive, at_least_0, fraction = _number(float, 1e-3), _number(float, 0.0), _number(float, 0, 1)
     count = _number(int, 1)
     demo.add_argument(
@@ -476,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     demo.add_argument(
         "--failure-rate", type=fraction, default=d.failure_rate, metavar="P",
-        help="chance that a run crashes its model, 0..1 (default: %(default)g)",
+        help="chance that a task run crashes its model, 0..1 (default: %(default)g)",
     )  # fmt: skip
     demo.add_argument(
         "--seed", type=int, default=None,
@@ -498,7 +505,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         parser.print_help(out)
         return 0
     if args.max_workers < args.workers:
-        parser.error(f"--max-workers ({args.max_workers}) must be >= --workers ({args.workers})")
+        args.error(f"--max-workers ({args.max_workers}) must be >= --workers ({args.workers})")
     params = DemoParams(
         duration=args.duration,
         rate=args.rate,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -72,6 +73,7 @@ class TaskManager(Generic[R, E]):
         self._killed = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._tg: TaskGroup | None = None
+        self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
         self._priority = TaskQueue("priority", settings.max_queue_size)
         self._main = TaskQueue("main", settings.max_queue_size)
         self._workers: list[Worker[R, E]] = []
@@ -125,9 +127,21 @@ class TaskManager(Generic[R, E]):
             self._state = "stopped"
             self._stopped.set()
             raise
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        # The task group lives in a task of its own, so the manager may be entered and
+        # left by different tasks (aiohttp's cleanup_ctx, pytest fixtures) and the
+        # caller's body does not run inside the group's cancel scope.
+        ready: asyncio.Future[TaskGroup] = self._loop.create_future()
+        self._supervisor = self._loop.create_task(self._supervise(ready))
+        self._supervisor.add_done_callback(self._supervisor_done)
+        try:
+            tg = self._tg = await asyncio.shield(ready)
+        except BaseException:  # cancelled before the group started: give it all back
+            self._state = "stopped"
+            self._stopped.set()
+            with anyio.CancelScope(shield=True):
+                for resource in resources:
+                    await self._destroy(resource)
+            raise
         self._pool.fill(resources[: settings.resource_pool_size])
         for resource in resources[settings.resource_pool_size :]:
             self._spawn_worker(burst=False, resource=resource)
@@ -152,7 +166,6 @@ class TaskManager(Generic[R, E]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._tg is not None
         try:
             if exc_type is None:
                 await self.stop()
@@ -163,12 +176,19 @@ class TaskManager(Generic[R, E]):
             with anyio.CancelScope(shield=True):
                 await self.kill()
             raise
-        finally:
-            # Every child has finished by now, so the group closes cleanly and the
-            # body's own exception propagates as it is (not inside an ExceptionGroup).
-            await self._tg.__aexit__(None, None, None)
+        if self._supervisor is not None:
+            await self._supervisor  # done once stopped; raises if the group failed
         await self._finish_callbacks()
         return None
+
+    async def _supervise(self, ready: asyncio.Future[TaskGroup]) -> None:
+        async with anyio.create_task_group() as tg:
+            ready.set_result(tg)
+            await self._stopped.wait()
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._logger.error("the task manager's task group failed: %r", task.exception())
 
     async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the spec's API
         """Shut down gracefully: finish everything accepted, then destroy every resource.
@@ -309,23 +329,6 @@ class TaskManager(Generic[R, E]):
 
     # ---------------------------------------------------------------- submission
 
-    def _check_submission(self, fn: object) -> None:
-        """Reject programming errors at once: they are not a task's outcome."""
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "TaskManager methods must be called from the event loop the manager runs in"
-            ) from None
-        if loop is not self._loop:
-            if self._state == "new":
-                raise RuntimeError(
-                    "the task manager is not running: enter it with 'async with' first"
-                )
-            raise RuntimeError("the task manager runs in a different event loop")
-
     def _new_task(
         self,
         fn: Callable[[R], Awaitable[E]],
@@ -334,7 +337,8 @@ class TaskManager(Generic[R, E]):
         retries: int | None,
         backoff: Callable[[int], float] | None,
     ) -> Task[R, E]:
-        self._check_submission(fn)
+        """Build a task, rejecting programming errors at once: they are no task's outcome."""
+        self._check_call(fn)
         if retries is None:
             retries = self._settings.task_retries
         elif isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -352,6 +356,22 @@ class TaskManager(Generic[R, E]):
             retries,
             backoff,
         )
+
+    def _check_call(self, fn: object) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        loop = _get_running_loop()
+        if loop is None or loop is not self._loop:
+            self._wrong_loop()
+
+    def _wrong_loop(self) -> None:
+        if _get_running_loop() is None:
+            raise RuntimeError(
+                "TaskManager methods must be called from the event loop the manager runs in"
+            )
+        if self._state == "new":
+            raise RuntimeError("the task manager is not running: enter it with 'async with' first")
+        raise RuntimeError("the task manager runs in a different event loop")
 
     def _accept(self, task: Task[R, E]) -> None:
         task.future.add_done_callback(task)
@@ -405,20 +425,20 @@ class TaskManager(Generic[R, E]):
             self._accept(task)
         return task.future
 
-    async def _enqueue(
-        self,
-        fn: Callable[[R], Awaitable[E]],
-        priority: bool,
-        once: bool,
-        retries: int | None = None,
-        backoff: Callable[[int], float] | None = None,
-    ) -> Task[R, E]:
-        """The waiting form of :meth:`submit`: wait for room instead of failing."""
-        task = self._new_task(fn, priority, once, retries, backoff)
+    def _admit(self, task: Task[R, E]) -> bool:
+        """Accept ``task`` now if its queue has room and nobody waits before it."""
+        queue = task.home
+        if self._state != "running" or queue.putters or queue.full():
+            return False
+        self._accept(task)
+        return True
+
+    async def _admit_waiting(self, task: Task[R, E]) -> None:
+        """The waiting form of :meth:`submit`'s admission: wait for room, first come first."""
         queue = task.home
         if self._state != "running":
             raise _shutting_down()
-        if queue.full() or queue.putters:  # first come, first served
+        if queue.full() or queue.putters:
             waiter = self._loop.create_future()
             queue.putters.append(waiter)
             try:
@@ -437,10 +457,13 @@ class TaskManager(Generic[R, E]):
         self._accept(task)
         if queue.putters and not queue.full():
             queue.wake_putter()
-        return task
 
     async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:
-        return await (await self._enqueue(fn, priority, once)).future
+        """The awaiting forms' core: admit (waiting for room if need be), then wait."""
+        task = self._new_task(fn, priority, once, None, None)
+        if not self._admit(task):
+            await self._admit_waiting(task)
+        return await task.future
 
     def _with_callback(
         self,
@@ -557,7 +580,7 @@ class TaskManager(Generic[R, E]):
             ManagerStoppedError: shutdown has begun, or kill() cancelled the task.
             ResourceCreationError: the temporary resource could not be created.
         """
-        self._check_submission(fn)
+        self._check_call(fn)
         if self._state != "running":
             raise _shutting_down()
         return await self._pool.run(fn)

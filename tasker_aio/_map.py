@@ -93,8 +93,11 @@ class MapIterator(Generic[R, T, E]):
                 except StopIteration:
                     self._exhausted = True
                     return
+            manager = self._manager
+            task = manager._new_task(_bind(fn, item), self._priority, False, None, None)
             try:
-                task = await self._manager._enqueue(_bind(fn, item), self._priority, False)
+                if not manager._admit(task):
+                    await manager._admit_waiting(task)
             except ManagerStoppedError as exc:  # stop(): finish what was accepted first
                 self._exhausted = True
                 self._refused = exc

@@ -151,3 +151,20 @@ async def test_enter_cancelled_destroys_created(make_manager: Make, tracker: Tra
         await entering
     assert manager.state == "stopped"
     assert tracker.alive == 0
+
+
+async def test_enter_and_exit_in_different_tasks(make_manager: Make, tracker: Tracker) -> None:
+    """The manager may be entered by one task and left by another (aiohttp cleanup_ctx)."""
+    manager = make_manager(worker_count=1)
+    await asyncio.create_task(manager.__aenter__())
+    assert await manager.queue_task(use(5)) == 5
+    await asyncio.create_task(manager.__aexit__(None, None, None))
+    assert manager.state == "stopped"
+    assert tracker.alive == 0
+
+
+async def test_body_exception_is_not_wrapped(make_manager: Make) -> None:
+    """An exception raised in the async with body propagates as itself, not in a group."""
+    with pytest.raises(KeyError):
+        async with make_manager():
+            raise KeyError("mine")
