@@ -3,7 +3,7 @@
 Run it (needs the ``web`` extra: ``pip install "tasker-aio[web]"``)::
 
     python examples/aiohttp_app.py
-    curl 'http://127.0.0.1:8000/work/7?delay=0.5'   # {"input": 7, "output": 49, "model": 1}
+    curl 'http://127.0.0.1:8000/work/7?delay=0.5'   # {"input": 7, "output": 49, "model": 3}
     curl 'http://127.0.0.1:8000/urgent/7'           # the same, through the priority queue
     curl 'http://127.0.0.1:8000/stats'              # {"stats": {...}, "metrics": {...}}
 
@@ -12,12 +12,12 @@ requests and, on shutdown, stopped after the requests in progress have finished,
 ``stop()`` drains the queues and unloads every model.
 
 A client that goes away: aiohttp cancels the handler of a request whose connection is
-lost only when the server runs with ``handler_cancellation=True`` (the default has been
-``False`` since aiohttp 3.8.6; checked with 3.14). With it, the handler's
-``await manager.queue_task(...)`` is cancelled, and tasker_aio discards the task if it
-is still queued or cancels it if it is running. Without it, the handler goes on waiting
-and the task still runs. So run this app with ``handler_cancellation=True``, as
-``__main__`` below does (``web.AppRunner(app, handler_cancellation=True)`` likewise).
+lost only when the server runs with ``handler_cancellation=True``. aiohttp stopped
+cancelling by default in 3.8.2 and made it opt-in with that parameter in 3.9 (checked
+with 3.14). With it, the handler's ``await manager.queue_task(...)`` is cancelled, and
+tasker_aio discards the task if it is still queued, or cancels it if it is running.
+Without it, the handler goes on waiting and the task still runs. So serve this app with
+``handler_cancellation=True``, as ``__main__`` below does (``web.AppRunner`` takes it too).
 """
 
 from __future__ import annotations
@@ -36,45 +36,13 @@ from tasker_aio import Config, TaskManager
 Prediction = dict[str, int]
 
 
-class Model:
-    """A fake model handle: expensive to load, then cheap to call."""
-
-    def __init__(self, ident: int) -> None:
-        self.ident = ident
-
-    async def predict(self, n: int, delay: float) -> Prediction:
-        await asyncio.sleep(delay)  # pretend to run inference
-        return {"input": n, "output": n * n, "model": self.ident}
-
-
-class ModelLoader:
-    """Loads and unloads models, keeping the ids of both for the tests to compare."""
-
-    def __init__(self, load_cost: float = 0.02) -> None:
-        self.load_cost = load_cost
-        self.loaded: list[int] = []
-        self.unloaded: list[int] = []
-        self._ids = itertools.count(1)
-
-    async def load(self) -> Model:
-        await asyncio.sleep(self.load_cost)  # pretend to read weights
-        model = Model(next(self._ids))
-        self.loaded.append(model.ident)
-        return model
-
-    async def unload(self, model: Model) -> None:
-        await asyncio.sleep(0)
-        self.unloaded.append(model.ident)
-
-
 class Probe:
     """Hooks for the tests: what the app did, and a gate that holds tasks while it is clear."""
 
     def __init__(self) -> None:
-        self.submitted: list[int] = []  # n of each request handed to the manager
-        self.ran: list[int] = []  # n of each task a worker started
+        self.ran: list[int] = []  # n of each prediction a worker started
         self.disconnected: list[int] = []  # n of each request whose handler was cancelled
-        self.gate = asyncio.Event()  # a task returns only once this is set
+        self.gate = asyncio.Event()  # a prediction finishes only once this is set
         self.gate.set()
         self._changed = asyncio.Event()
 
@@ -88,70 +56,107 @@ class Probe:
             await self._changed.wait()
 
 
+class Model:
+    """A fake model handle: expensive to load, then cheap to call."""
+
+    def __init__(self, ident: int, probe: Probe) -> None:
+        self.ident = ident
+        self.probe = probe
+
+    async def predict(self, n: int, delay: float) -> Prediction:
+        self.probe.note(self.probe.ran, n)
+        await self.probe.gate.wait()
+        await asyncio.sleep(delay)  # pretend to run inference
+        return {"input": n, "output": n * n, "model": self.ident}
+
+
+class ModelLoader:
+    """Loads and unloads models, keeping the ids of both for the tests to compare."""
+
+    def __init__(self, probe: Probe, load_cost: float = 0.02) -> None:
+        self.probe = probe
+        self.load_cost = load_cost
+        self.loaded: list[int] = []
+        self.unloaded: list[int] = []
+        self._ids = itertools.count(1)
+
+    async def load(self) -> Model:
+        await asyncio.sleep(self.load_cost)  # pretend to read weights
+        model = Model(next(self._ids), self.probe)
+        self.loaded.append(model.ident)
+        return model
+
+    async def unload(self, model: Model) -> None:
+        await asyncio.sleep(0)
+        self.unloaded.append(model.ident)
+
+
 MANAGER = web.AppKey("manager", TaskManager[Model, Prediction])
+SETTINGS = web.AppKey("settings", dict[str, Any])
 LOADER = web.AppKey("loader", ModelLoader)
 PROBE = web.AppKey("probe", Probe)
 
 
+async def task_manager(app: web.Application) -> AsyncIterator[None]:
+    """Start the task manager before the first request; stop it after the last."""
+    loader = app[LOADER]
+    config = Config(on_create=loader.load, on_destroy=loader.unload, **app[SETTINGS])
+    async with TaskManager[Model, Prediction](config) as manager:
+        app[MANAGER] = manager
+        yield
+
+
+def parse(request: web.Request) -> tuple[int, float]:
+    """``n`` from the path and ``delay`` from the query (400 if it is not in [0, 60])."""
+    try:
+        delay = float(request.query.get("delay", "0.01"))
+    except ValueError:
+        delay = -1.0
+    if not 0 <= delay <= 60:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"detail": "delay must be a number of seconds in [0, 60]"}),
+            content_type="application/json",
+        )
+    return int(request.match_info["n"]), delay
+
+
+async def answer(request: web.Request, n: int, prediction: Awaitable[Prediction]) -> web.Response:
+    try:
+        return web.json_response(await prediction)
+    except asyncio.CancelledError:  # the client went away (handler_cancellation=True)
+        probe = request.app[PROBE]
+        probe.note(probe.disconnected, n)
+        raise
+
+
+async def work(request: web.Request) -> web.Response:
+    """Run a prediction on the main queue; a client that goes away cancels it."""
+    n, delay = parse(request)
+    prediction = request.app[MANAGER].queue_task(lambda model: model.predict(n, delay))
+    return await answer(request, n, prediction)
+
+
+async def urgent(request: web.Request) -> web.Response:
+    """The same on the priority queue: it runs before anything on the main queue."""
+    n, delay = parse(request)
+    manager = request.app[MANAGER]
+    prediction = manager.queue_task_with_priority(lambda model: model.predict(n, delay))
+    return await answer(request, n, prediction)
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Workers and queues (``stats()``), latencies and counts (``metrics()``)."""
+    manager = request.app[MANAGER]
+    body = {"stats": asdict(manager.stats()), "metrics": asdict(manager.metrics())}
+    return web.json_response(body)
+
+
 def create_app(*, load_cost: float = 0.02, **config_overrides: Any) -> web.Application:
     """Build the app; ``config_overrides`` go to :class:`tasker_aio.Config`."""
-    loader = ModelLoader(load_cost)
-    probe = Probe()
-    settings: dict[str, Any] = {"worker_count": 2, "max_worker_count": 4, **config_overrides}
-
-    async def task_manager(app: web.Application) -> AsyncIterator[None]:
-        config = Config(on_create=loader.load, on_destroy=loader.unload, **settings)
-        async with TaskManager[Model, Prediction](config) as manager:
-            app[MANAGER] = manager
-            yield
-
-    def predict(request: web.Request) -> tuple[int, Callable[[Model], Awaitable[Prediction]]]:
-        n = int(request.match_info["n"])
-        try:
-            delay = float(request.query.get("delay", "0.01"))
-        except ValueError:
-            delay = -1.0
-        if not 0 <= delay <= 60:
-            raise web.HTTPBadRequest(
-                text=json.dumps({"detail": "delay must be a number of seconds in [0, 60]"}),
-                content_type="application/json",
-            )
-        probe.note(probe.submitted, n)
-
-        async def task(model: Model) -> Prediction:
-            probe.note(probe.ran, n)
-            await probe.gate.wait()
-            return await model.predict(n, delay)
-
-        return n, task
-
-    async def answer(n: int, work: Awaitable[Prediction]) -> web.Response:
-        try:
-            return web.json_response(await work)
-        except asyncio.CancelledError:  # the client went away (handler_cancellation=True)
-            probe.note(probe.disconnected, n)
-            raise
-
-    async def work(request: web.Request) -> web.Response:
-        """Run a prediction on the main queue."""
-        n, task = predict(request)
-        return await answer(n, request.app[MANAGER].queue_task(task))
-
-    async def urgent(request: web.Request) -> web.Response:
-        """The same on the priority queue: it runs before anything on the main queue."""
-        n, task = predict(request)
-        return await answer(n, request.app[MANAGER].queue_task_with_priority(task))
-
-    async def stats(request: web.Request) -> web.Response:
-        """Workers and queues (``stats()``), latencies and counts (``metrics()``)."""
-        manager = request.app[MANAGER]
-        return web.json_response(
-            {"stats": asdict(manager.stats()), "metrics": asdict(manager.metrics())}
-        )
-
     app = web.Application()
-    app[LOADER] = loader
-    app[PROBE] = probe
+    app[PROBE] = probe = Probe()
+    app[LOADER] = ModelLoader(probe, load_cost)
+    app[SETTINGS] = {"worker_count": 2, "max_worker_count": 4, **config_overrides}
     app.cleanup_ctx.append(task_manager)
     app.router.add_get(r"/work/{n:-?\d+}", work)
     app.router.add_get(r"/urgent/{n:-?\d+}", urgent)

@@ -3,9 +3,9 @@
 Run it (needs the ``web`` extra: ``pip install "tasker-aio[web]"``)::
 
     python examples/fastapi_app.py
-    curl 'http://127.0.0.1:8000/work/7?delay=0.5'   # {"input":7,"output":49,"model":1}
+    curl 'http://127.0.0.1:8000/work/7?delay=0.5'   # {"input":7,"output":49,"model":3}
     curl 'http://127.0.0.1:8000/urgent/7'           # the same, through the priority queue
-    curl 'http://127.0.0.1:8000/stats'              # {"stats": {...}, "metrics": {...}}
+    curl 'http://127.0.0.1:8000/stats'              # {"stats":{...},"metrics":{...}}
 
 The TaskManager is started and stopped by the app's ``lifespan``: the server starts
 answering once every worker holds a loaded model, and on shutdown (Ctrl+C) uvicorn first
@@ -13,9 +13,9 @@ lets the requests in progress finish, then ``stop()`` drains the queues and unlo
 model.
 
 A client that goes away: neither uvicorn nor Starlette cancels a handler whose client has
-disconnected or timed out (checked with uvicorn 0.54 and Starlette 1.10; the handler just
-goes on waiting, and its task would still run). :func:`cancel_on_disconnect` watches the
-ASGI ``receive`` channel for ``http.disconnect`` and cancels the waiting call itself;
+disconnected or timed out (checked with uvicorn 0.54, Starlette 1.10, FastAPI 0.165: the
+handler goes on waiting, and its task still runs). :func:`cancel_on_disconnect` watches
+the ASGI ``receive`` channel for ``http.disconnect`` and cancels the waiting call itself;
 tasker_aio then discards the task if it is still queued, or cancels it if it is running.
 """
 
@@ -30,7 +30,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import uvicorn
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
 from tasker_aio import Config, TaskManager
 
@@ -38,45 +38,13 @@ T = TypeVar("T")
 Prediction = dict[str, int]
 
 
-class Model:
-    """A fake model handle: expensive to load, then cheap to call."""
-
-    def __init__(self, ident: int) -> None:
-        self.ident = ident
-
-    async def predict(self, n: int, delay: float) -> Prediction:
-        await asyncio.sleep(delay)  # pretend to run inference
-        return {"input": n, "output": n * n, "model": self.ident}
-
-
-class ModelLoader:
-    """Loads and unloads models, keeping the ids of both for the tests to compare."""
-
-    def __init__(self, load_cost: float = 0.02) -> None:
-        self.load_cost = load_cost
-        self.loaded: list[int] = []
-        self.unloaded: list[int] = []
-        self._ids = itertools.count(1)
-
-    async def load(self) -> Model:
-        await asyncio.sleep(self.load_cost)  # pretend to read weights
-        model = Model(next(self._ids))
-        self.loaded.append(model.ident)
-        return model
-
-    async def unload(self, model: Model) -> None:
-        await asyncio.sleep(0)
-        self.unloaded.append(model.ident)
-
-
 class Probe:
     """Hooks for the tests: what the app did, and a gate that holds tasks while it is clear."""
 
     def __init__(self) -> None:
-        self.submitted: list[int] = []  # n of each request handed to the manager
-        self.ran: list[int] = []  # n of each task a worker started
+        self.ran: list[int] = []  # n of each prediction a worker started
         self.disconnected: list[int] = []  # n of each request whose client went away
-        self.gate = asyncio.Event()  # a task returns only once this is set
+        self.gate = asyncio.Event()  # a prediction finishes only once this is set
         self.gate.set()
         self._changed = asyncio.Event()
 
@@ -90,6 +58,41 @@ class Probe:
             await self._changed.wait()
 
 
+class Model:
+    """A fake model handle: expensive to load, then cheap to call."""
+
+    def __init__(self, ident: int, probe: Probe) -> None:
+        self.ident = ident
+        self.probe = probe
+
+    async def predict(self, n: int, delay: float) -> Prediction:
+        self.probe.note(self.probe.ran, n)
+        await self.probe.gate.wait()
+        await asyncio.sleep(delay)  # pretend to run inference
+        return {"input": n, "output": n * n, "model": self.ident}
+
+
+class ModelLoader:
+    """Loads and unloads models, keeping the ids of both for the tests to compare."""
+
+    def __init__(self, probe: Probe, load_cost: float = 0.02) -> None:
+        self.probe = probe
+        self.load_cost = load_cost
+        self.loaded: list[int] = []
+        self.unloaded: list[int] = []
+        self._ids = itertools.count(1)
+
+    async def load(self) -> Model:
+        await asyncio.sleep(self.load_cost)  # pretend to read weights
+        model = Model(next(self._ids), self.probe)
+        self.loaded.append(model.ident)
+        return model
+
+    async def unload(self, model: Model) -> None:
+        await asyncio.sleep(0)
+        self.unloaded.append(model.ident)
+
+
 class ClientDisconnected(Exception):
     """The client went away before its answer was ready."""
 
@@ -101,81 +104,77 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         ClientDisconnected: the client disconnected (or timed out) and ``work`` was
             cancelled: a queued task is discarded, a running one cancelled.
     """
-    result: T
-    finished = False
+    with anyio.CancelScope() as scope:
 
-    async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        tg.cancel_scope.cancel()  # cancels `await work` below
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()  # cancels `await work` below
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch)
-        result = await work
-        finished = True
-        tg.cancel_scope.cancel()  # stop watching
-    if not finished:
-        raise ClientDisconnected
-    return result
+        watcher = asyncio.create_task(watch())
+        try:
+            return await work  # its errors propagate unchanged
+        finally:
+            watcher.cancel()
+    raise ClientDisconnected  # reached only when the scope cancelled `await work`
 
 
-def get_manager(request: Request) -> TaskManager[Model, Prediction]:
+async def get_manager(request: Request) -> TaskManager[Model, Prediction]:
     manager: TaskManager[Model, Prediction] = request.app.state.manager
     return manager
 
 
 Manager = Annotated[TaskManager[Model, Prediction], Depends(get_manager)]
-Delay = Annotated[float, Query(ge=0, le=60, description="seconds the task takes")]
+Delay = Annotated[float, Query(ge=0, le=60, description="seconds the prediction takes")]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the task manager before the first request; stop it after the last."""
+    loader: ModelLoader = app.state.loader
+    config = Config(on_create=loader.load, on_destroy=loader.unload, **app.state.settings)
+    async with TaskManager[Model, Prediction](config) as manager:
+        app.state.manager = manager
+        yield
+
+
+router = APIRouter()
+
+
+@router.get("/work/{n}")
+async def work(request: Request, manager: Manager, n: int, delay: Delay = 0.01) -> Prediction:
+    """Run a prediction on the main queue; a client that goes away cancels it."""
+    prediction = manager.queue_task(lambda model: model.predict(n, delay))
+    return await cancel_on_disconnect(request, prediction)
+
+
+@router.get("/urgent/{n}")
+async def urgent(request: Request, manager: Manager, n: int, delay: Delay = 0.01) -> Prediction:
+    """The same on the priority queue: it runs before anything on the main queue."""
+    prediction = manager.queue_task_with_priority(lambda model: model.predict(n, delay))
+    return await cancel_on_disconnect(request, prediction)
+
+
+@router.get("/stats")
+async def stats(manager: Manager) -> dict[str, dict[str, Any]]:
+    """Workers and queues (``stats()``), latencies and counts (``metrics()``)."""
+    return {"stats": asdict(manager.stats()), "metrics": asdict(manager.metrics())}
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    probe: Probe = request.app.state.probe
+    probe.note(probe.disconnected, int(request.path_params["n"]))
+    return Response(status_code=499)  # "client closed request": nobody reads it
 
 
 def create_app(*, load_cost: float = 0.02, **config_overrides: Any) -> FastAPI:
     """Build the app; ``config_overrides`` go to :class:`tasker_aio.Config`."""
-    loader = ModelLoader(load_cost)
-    probe = Probe()
-    settings: dict[str, Any] = {"worker_count": 2, "max_worker_count": 4, **config_overrides}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config = Config(on_create=loader.load, on_destroy=loader.unload, **settings)
-        async with TaskManager[Model, Prediction](config) as manager:
-            app.state.manager = manager
-            yield
-
     app = FastAPI(title="tasker_aio demo", lifespan=lifespan)
-    app.state.loader = loader
-    app.state.probe = probe
-
-    def predict(n: int, delay: float) -> Callable[[Model], Awaitable[Prediction]]:
-        probe.note(probe.submitted, n)
-
-        async def task(model: Model) -> Prediction:
-            probe.note(probe.ran, n)
-            await probe.gate.wait()
-            return await model.predict(n, delay)
-
-        return task
-
-    @app.get("/work/{n}")
-    async def work(request: Request, manager: Manager, n: int, delay: Delay = 0.01) -> Prediction:
-        """Run a prediction on the main queue; a client that goes away cancels it."""
-        return await cancel_on_disconnect(request, manager.queue_task(predict(n, delay)))
-
-    @app.get("/urgent/{n}")
-    async def urgent(request: Request, manager: Manager, n: int, delay: Delay = 0.01) -> Prediction:
-        """The same on the priority queue: it runs before anything on the main queue."""
-        task = predict(n, delay)
-        return await cancel_on_disconnect(request, manager.queue_task_with_priority(task))
-
-    @app.get("/stats")
-    async def stats(manager: Manager) -> dict[str, dict[str, Any]]:
-        """Workers and queues (``stats()``), latencies and counts (``metrics()``)."""
-        return {"stats": asdict(manager.stats()), "metrics": asdict(manager.metrics())}
-
-    @app.exception_handler(ClientDisconnected)
-    async def client_gone(request: Request, exc: ClientDisconnected) -> Response:
-        probe.note(probe.disconnected, int(request.path_params["n"]))
-        return Response(status_code=499)  # "client closed request": nobody reads it
-
+    app.state.probe = probe = Probe()
+    app.state.loader = ModelLoader(probe, load_cost)
+    app.state.settings = {"worker_count": 2, "max_worker_count": 4, **config_overrides}
+    app.include_router(router)
+    app.add_exception_handler(ClientDisconnected, client_gone)
     return app
 
 

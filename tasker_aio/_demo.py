@@ -522,9 +522,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         result = asyncio.run(simulate(params, screen.update))
     except KeyboardInterrupt:
-        screen.close()
         out.write("interrupted\n")
         return 130
-    screen.close()
+    finally:
+        screen.close()
     screen.summary(result)
     return 0

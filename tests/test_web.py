@@ -4,7 +4,13 @@ Each test starts ``examples/fastapi_app.py`` under uvicorn (client: httpx) or
 ``examples/aiohttp_app.py`` under ``web.AppRunner`` (client: aiohttp) on a free port,
 inside the test's own event loop, so it can look at the app's task manager, its model
 loader and its probe (an ``asyncio.Event`` gate that holds tasks, and a record of what
-ran) directly. Servers are shut down even when a test fails.
+ran and which clients went away) directly; an :class:`Arrivals` metrics collector tells
+when a request's task has been queued. Servers are shut down even when a test fails.
+
+The last two tests pin what the frameworks themselves do when a client goes away,
+which is why the examples do what they do: uvicorn/Starlette never cancel the handler
+(so ``fastapi_app.cancel_on_disconnect`` watches for ``http.disconnect``), and aiohttp
+cancels it only with ``handler_cancellation=True``.
 """
 
 from __future__ import annotations
@@ -30,15 +36,60 @@ from aiohttp import web
 from fastapi import FastAPI, Request
 
 from examples import aiohttp_app, fastapi_app
-from tasker_aio import TaskManager, TaskMetrics, TaskStats
+from tasker_aio import (
+    TaskLifecycleTimestamps,
+    TaskManager,
+    TaskMetrics,
+    TaskStats,
+    new_collector,
+)
 
 pytestmark = pytest.mark.web
 
 Probe = fastapi_app.Probe | aiohttp_app.Probe
 Loader = fastapi_app.ModelLoader | aiohttp_app.ModelLoader
-FAST = {"load_cost": 0.005}  # keep server start-up quick
-ONE_WORKER = {"worker_count": 1, "max_worker_count": 1, **FAST}  # no bursting: order is fixed
 WAIT = 5.0  # seconds: the longest any awaited event may take before the test fails
+
+
+class Arrivals:
+    """The default metrics collector, also waking waiters at each arrival (a task queued)."""
+
+    def __init__(self) -> None:
+        self._collector = new_collector()
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def record_arrival(self) -> None:
+        self._collector.record_arrival()
+        self.count += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
+        self._collector.record_completion(stamps)
+
+    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+        self._collector.record_failure(stamps)
+
+    def record_retry(self) -> None:
+        self._collector.record_retry()
+
+    def metrics(self) -> TaskMetrics:
+        return self._collector.metrics()
+
+    async def wait_for(self, count: int) -> None:
+        """Wait until ``count`` tasks in all have been accepted into the queues."""
+        async with asyncio.timeout(WAIT):
+            while self.count < count:
+                await self._changed.wait()
+
+
+def settings(**overrides: Any) -> dict[str, Any]:
+    """``create_app`` arguments: quick model loads and an :class:`Arrivals` collector."""
+    return {"load_cost": 0.005, "collector": Arrivals(), **overrides}
+
+
+ONE_WORKER = {"worker_count": 1, "max_worker_count": 1}  # no bursting: the order is fixed
 
 
 async def until(probe: Probe, condition: Callable[[], bool]) -> None:
@@ -57,13 +108,15 @@ async def eventually(condition: Callable[[], bool]) -> None:
 class Served(ABC):
     """An example app being served on 127.0.0.1, with a client connected to it."""
 
-    framework: str
     invalid_status: int  # answer to a request with a bad query parameter
     timeout_errors: tuple[type[BaseException], ...]  # what the client raises on a timeout
 
-    def __init__(self, probe: Probe, loader: Loader) -> None:
+    def __init__(self, probe: Probe, loader: Loader, config: dict[str, Any]) -> None:
         self.probe = probe
         self.loader = loader
+        arrivals = config["collector"]
+        assert isinstance(arrivals, Arrivals), "build the app with settings()"
+        self.arrivals = arrivals
 
     @property
     @abstractmethod
@@ -83,7 +136,6 @@ class Served(ABC):
 
 
 class UvicornServed(Served):
-    framework = "fastapi"
     invalid_status = 422
     timeout_errors = (httpx.TimeoutException,)
 
@@ -94,7 +146,7 @@ class UvicornServed(Served):
         serving: asyncio.Task[None],
         client: httpx.AsyncClient,
     ) -> None:
-        super().__init__(app.state.probe, app.state.loader)
+        super().__init__(app.state.probe, app.state.loader, app.state.settings)
         self.app = app
         self.server = server
         self.serving = serving
@@ -118,7 +170,6 @@ class UvicornServed(Served):
 
 
 class AiohttpServed(Served):
-    framework = "aiohttp"
     invalid_status = 400
     timeout_errors = (asyncio.TimeoutError,)
 
@@ -130,7 +181,7 @@ class AiohttpServed(Served):
         serving: asyncio.Task[None],
         session: aiohttp.ClientSession,
     ) -> None:
-        super().__init__(app[aiohttp_app.PROBE], app[aiohttp_app.LOADER])
+        super().__init__(app[aiohttp_app.PROBE], app[aiohttp_app.LOADER], app[aiohttp_app.SETTINGS])
         self.app = app
         self.runner = runner
         self.stop = stop
@@ -198,9 +249,9 @@ async def serve_aiohttp(
 ) -> AsyncIterator[AiohttpServed]:
     """Serve ``app`` on a free port from a task of its own, as ``web.run_app`` does.
 
-    ``runner.setup()`` and ``runner.cleanup()`` run in that one task: they enter and
-    leave the app's ``cleanup_ctx``, so the TaskManager is entered and exited by the
-    same task, as its anyio task group requires.
+    ``runner.setup()`` and ``runner.cleanup()`` (which enter and leave the app's
+    ``cleanup_ctx``, and so start and stop the TaskManager) run in that task, so a test
+    can shut the server down from another task while requests are in flight.
     """
     runner = web.AppRunner(
         app, handler_cancellation=handler_cancellation, shutdown_timeout=WAIT, access_log=None
@@ -241,10 +292,10 @@ async def serve(framework: str, **overrides: Any) -> AsyncIterator[Served]:
     """Serve the ``framework`` example built with ``create_app(**overrides)``."""
     served: Served
     if framework == "fastapi":
-        async with serve_fastapi(fastapi_app.create_app(**overrides)) as served:
+        async with serve_fastapi(fastapi_app.create_app(**settings(**overrides))) as served:
             yield served
     else:
-        async with serve_aiohttp(aiohttp_app.create_app(**overrides)) as served:
+        async with serve_aiohttp(aiohttp_app.create_app(**settings(**overrides))) as served:
             yield served
 
 
@@ -266,7 +317,7 @@ def framework(request: pytest.FixtureRequest) -> str:
 
 async def test_work_returns_the_task_value(framework: str) -> None:
     """GET /work/{n} answers with what the task returned, computed on a worker's model."""
-    async with serve(framework, **FAST) as served:
+    async with serve(framework) as served:
         status, body = await served.get("/work/7?delay=0")
         assert status == 200
         assert body["input"] == 7
@@ -287,9 +338,9 @@ async def test_urgent_runs_before_queued_work(framework: str) -> None:
             first = requests.create_task(served.get("/work/1"))
             await until(probe, lambda: probe.ran == [1])
             queued = requests.create_task(served.get("/work/2"))
-            await until(probe, lambda: 2 in probe.submitted)
+            await served.arrivals.wait_for(2)
             urgent = requests.create_task(served.get("/urgent/3"))
-            await until(probe, lambda: 3 in probe.submitted)
+            await served.arrivals.wait_for(3)
             stats = served.manager.stats()
             assert (stats.queued_tasks, stats.priority_tasks) == (1, 1)
             probe.gate.set()
@@ -302,7 +353,7 @@ async def test_urgent_runs_before_queued_work(framework: str) -> None:
 
 async def test_stats_returns_every_field(framework: str) -> None:
     """GET /stats returns every TaskStats and TaskMetrics field, with live values."""
-    async with serve(framework, **FAST) as served:
+    async with serve(framework) as served:
         assert (await served.get("/work/2"))[0] == 200
         status, body = await served.get("/stats")
         assert status == 200
@@ -327,7 +378,7 @@ async def test_client_gone_while_queued_discards_task(framework: str, how: str) 
             busy = requests.create_task(served.get("/work/1"))
             await until(probe, lambda: probe.ran == [1])  # the only worker is taken
             gone = requests.create_task(abandon(served, "/work/2", how))
-            await until(probe, lambda: 2 in probe.submitted)
+            await served.arrivals.wait_for(2)
             assert served.manager.stats().queued_tasks == 1
             if how == "disconnect":
                 gone.cancel()  # the client closes its connection
@@ -352,7 +403,8 @@ async def test_client_gone_while_running_cancels_task(framework: str) -> None:
         try:
             await until(probe, lambda: probe.ran == [1])
         finally:
-            gone.cancel()
+            gone.cancel()  # the client closes its connection
+            await asyncio.wait([gone])
         await until(probe, lambda: 1 in probe.disconnected)
         probe.gate.set()
         status, body = await served.get("/work/2")  # runs once the worker is free again
@@ -373,7 +425,7 @@ async def test_server_shutdown_stops_manager_gracefully(framework: str) -> None:
             running = requests.create_task(served.get("/work/1"))
             await until(probe, lambda: probe.ran == [1])
             queued = requests.create_task(served.get("/work/2"))
-            await until(probe, lambda: 2 in probe.submitted)
+            await served.arrivals.wait_for(2)
             stopping = requests.create_task(served.shutdown())
             await eventually(served.closing)  # shutdown has begun, with both in flight
             assert manager.state == "running"
@@ -393,7 +445,7 @@ async def test_server_shutdown_stops_manager_gracefully(framework: str) -> None:
 
 async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
     """Pins uvicorn/Starlette: a handler whose client left is not cancelled; its task runs."""
-    app = fastapi_app.create_app(**ONE_WORKER)
+    app = fastapi_app.create_app(**settings(**ONE_WORKER))
     probe: fastapi_app.Probe = app.state.probe
 
     async def plain(request: Request, n: int) -> dict[str, int]:
@@ -404,16 +456,10 @@ async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
                 pass
             probe.note(probe.disconnected, n)
 
-        async def task(model: fastapi_app.Model) -> dict[str, int]:
-            probe.note(probe.ran, n)
-            await probe.gate.wait()
-            return {"input": n}
-
         watcher = asyncio.create_task(watch())
         try:
-            probe.note(probe.submitted, n)
             manager: TaskManager[fastapi_app.Model, dict[str, int]] = request.app.state.manager
-            return await manager.queue_task(task)
+            return await manager.queue_task(lambda model: model.predict(n, 0))
         finally:
             watcher.cancel()
 
@@ -432,7 +478,7 @@ async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
 
 async def test_aiohttp_without_handler_cancellation_runs_abandoned_task() -> None:
     """Pins aiohttp: with handler_cancellation=False a queued task outlives its client."""
-    app = aiohttp_app.create_app(**ONE_WORKER)
+    app = aiohttp_app.create_app(**settings(**ONE_WORKER))
     async with serve_aiohttp(app, handler_cancellation=False) as served:
         probe = served.probe
         probe.gate.clear()
