@@ -373,8 +373,14 @@ class TaskManager(Generic[R, E]):
             raise RuntimeError("the task manager is not running: enter it with 'async with' first")
         raise RuntimeError("the task manager runs in a different event loop")
 
-    def _accept(self, task: Task[R, E]) -> None:
-        task.future.add_done_callback(task)
+    def _accept(self, task: Task[R, E], watch: bool = True) -> None:
+        """Queue an admitted task; ``watch`` its future for a cancellation by its holder.
+
+        The awaiting forms see their caller's cancellation themselves and skip the
+        done-callback (and its allocation).
+        """
+        if watch:
+            task.future.add_done_callback(task)
         task.queued_at = now = time.monotonic()
         queue = task.home
         queue.items.append(task)  # TaskQueue.push, inlined on the hot path
@@ -425,15 +431,15 @@ class TaskManager(Generic[R, E]):
             self._accept(task)
         return task.future
 
-    def _admit(self, task: Task[R, E]) -> bool:
+    def _admit(self, task: Task[R, E], watch: bool = True) -> bool:
         """Accept ``task`` now if its queue has room and nobody waits before it."""
         queue = task.home
         if self._state != "running" or queue.putters or queue.full():
             return False
-        self._accept(task)
+        self._accept(task, watch)
         return True
 
-    async def _admit_waiting(self, task: Task[R, E]) -> None:
+    async def _admit_waiting(self, task: Task[R, E], watch: bool = True) -> None:
         """The waiting form of :meth:`submit`'s admission: wait for room, first come first."""
         queue = task.home
         if self._state != "running":
@@ -454,16 +460,21 @@ class TaskManager(Generic[R, E]):
                 elif waiter in queue.putters:
                     queue.putters.remove(waiter)
                 raise
-        self._accept(task)
+        self._accept(task, watch)
         if queue.putters and not queue.full():
             queue.wake_putter()
 
     async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:
         """The awaiting forms' core: admit (waiting for room if need be), then wait."""
         task = self._new_task(fn, priority, once, None, None)
-        if not self._admit(task):
-            await self._admit_waiting(task)
-        return await task.future
+        if not self._admit(task, watch=False):
+            await self._admit_waiting(task, watch=False)
+        try:
+            return await task.future
+        except asyncio.CancelledError:
+            if task.future.cancelled():  # our caller was cancelled: drop or stop the task
+                self._forget(task)
+            raise
 
     def _with_callback(
         self,
