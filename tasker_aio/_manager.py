@@ -77,7 +77,10 @@ class TaskManager(Generic[R, E]):
         self._priority = TaskQueue("priority", settings.max_queue_size)
         self._main = TaskQueue("main", settings.max_queue_size)
         self._workers: list[Worker[R, E]] = []
+        # Idle workers, woken last-in first-out and base workers before burst ones, so
+        # spare burst workers stay idle long enough to be retired.
         self._idle: deque[Worker[R, E]] = deque()
+        self._idle_burst: deque[Worker[R, E]] = deque()
         self._running = 0
         # Failed healthily and waiting out a backoff: the timer that re-queues each.
         self._waiting: dict[Task[R, E], asyncio.TimerHandle] = {}
@@ -263,7 +266,9 @@ class TaskManager(Generic[R, E]):
             self._burst_scope.cancel()
         for task in list(self._waiting):
             self._requeue(task)
-        idle, self._idle = self._idle, deque()
+        idle = [*self._idle, *self._idle_burst]
+        self._idle.clear()
+        self._idle_burst.clear()
         for worker in idle:  # let idle workers see the drain and leave
             if worker.waiter is not None and not worker.waiter.done():
                 worker.waiter.set_result(None)
@@ -386,7 +391,7 @@ class TaskManager(Generic[R, E]):
         queue.items.append(task)  # TaskQueue.push, inlined on the hot path
         queue.live += 1
         self._arrived(now)
-        if self._idle:
+        if self._idle or self._idle_burst:
             self._wake_one()
 
     def submit(
@@ -635,12 +640,12 @@ class TaskManager(Generic[R, E]):
     # ------------------------------------------------------------- task outcomes
 
     def _wake_one(self) -> None:
-        idle = self._idle
-        while idle:
-            waiter = idle.popleft().waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-                return
+        for idle in (self._idle, self._idle_burst):
+            while idle:
+                waiter = idle.pop().waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                    return
 
     def _forget(self, task: Task[R, E]) -> None:
         """The caller cancelled ``task``'s future: drop it or interrupt it."""
@@ -695,8 +700,7 @@ class TaskManager(Generic[R, E]):
         self._collector.record_retry()
         task.queued_at = time.monotonic()
         self._priority.push(task)
-        if self._idle:
-            self._wake_one()
+        self._wake_one()
 
     def _retry_later(self, task: Task[R, E]) -> None:
         """A healthy failure: back to its own queue after its backoff, holding no worker."""
@@ -722,8 +726,7 @@ class TaskManager(Generic[R, E]):
         self._end_wait(task)
         task.queued_at = time.monotonic()
         task.home.push(task)
-        if self._idle:
-            self._wake_one()
+        self._wake_one()
 
     def _is_healthy(self, exc: BaseException) -> bool:
         check = self._settings.check_health
@@ -845,7 +848,7 @@ class TaskManager(Generic[R, E]):
                 and now - worker.idle_since >= idle_for
             ):
                 worker.retiring = True
-                self._idle.remove(worker)
+                self._idle_burst.remove(worker)
                 waiter.set_result(None)
                 retired += 1
         return retired

@@ -227,13 +227,14 @@ class Worker(Generic[R, E]):
         waiter = m._loop.create_future()
         self.waiter = waiter
         self.idle_since = time.monotonic()
-        m._idle.append(self)
+        idle = m._idle_burst if self.burst else m._idle
+        idle.append(self)
         try:
             await waiter
         finally:
             self.waiter = None
             if not waiter.done() or waiter.cancelled():
                 try:
-                    m._idle.remove(self)
+                    idle.remove(self)
                 except ValueError:
                     pass

@@ -83,8 +83,8 @@ def test_health_check() -> None:
             "Worker 4 processing problematic_image (attempt 2)",
             "Problematic Image Task Completed: problematic_image_processed.jpg",
             # Crash on both attempts (max_retries=1): two replacements, then the error.
-            "Worker 3 processing broken_image (attempt 1)",
-            "INFO: Destroying ImageProcessor 3",
+            "Worker 4 processing broken_image (attempt 1)",
+            "INFO: Destroying ImageProcessor 4",
             "INFO: Creating ImageProcessor 5",
             "Worker 5 processing broken_image (attempt 2)",
             "INFO: Destroying ImageProcessor 5",

@@ -217,7 +217,7 @@ async def test_retired_worker_takes_work_that_just_arrived(make_manager: Make) -
         gate = asyncio.Event()
         blocker = m.submit(use(gate=gate))
         m._spawn_worker(burst=True)
-        await wait_until(lambda: len(m._idle) == 1)
+        await wait_until(lambda: len(m._idle_burst) == 1)
         assert m._retire(1, idle_for=0.0) == 1
         quick = m.submit(use("quick"))  # no idle worker left to wake
         assert await quick == "quick"
