@@ -81,7 +81,6 @@ class TaskManager(Generic[R, E]):
         # spare burst workers stay idle long enough to be retired.
         self._idle: deque[Worker[R, E]] = deque()
         self._idle_burst: deque[Worker[R, E]] = deque()
-        self._running = 0
         # Failed healthily and waiting out a backoff: the timer that re-queues each.
         self._waiting: dict[Task[R, E], asyncio.TimerHandle] = {}
         self._pool: ResourcePool[R, E] = ResourcePool(self)
@@ -857,20 +856,22 @@ class TaskManager(Generic[R, E]):
 
     def stats(self) -> TaskStats:
         """A consistent snapshot of workers, queues, running tasks and idle resources."""
-        base = burst = 0
-        for worker in self._workers:
+        base = burst = running = 0
+        for worker in self._workers:  # counted here, not per task on the hot path
             if worker.phase == READY:
                 if worker.burst:
                     burst += 1
                 else:
                     base += 1
+            if worker.current is not None:
+                running += 1
         return TaskStats(
             base_workers=base,
             active_workers=base + burst,
             burst_workers=burst,
             queued_tasks=self._main.live,
             priority_tasks=self._priority.live,
-            running_tasks=self._running,
+            running_tasks=running,
             available_resources=self._pool.available,
         )
 

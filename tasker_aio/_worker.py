@@ -83,7 +83,6 @@ class Worker(Generic[R, E]):
                         if self.current is not None:
                             m._answer_killed(self.current)
                             self.current = None
-                            m._running -= 1
                 self.phase = CLOSING
                 if self.resource is not NO_RESOURCE:
                     resource, self.resource = self.resource, NO_RESOURCE
@@ -125,7 +124,6 @@ class Worker(Generic[R, E]):
 
             task.state = RUNNING
             self.current = task
-            m._running += 1
             task.started_at = clock()
             returned: Any = NO_RESOURCE
             try:
@@ -135,12 +133,10 @@ class Worker(Generic[R, E]):
                 # May re-raise (kill); run() then answers self.current.
                 interrupted = self._own_cancellation(exc)
                 self.current = None
-                m._running -= 1
                 if not await self._failed(task, exc, returned, interrupted):
                     return
             else:
                 self.current = None
-                m._running -= 1
                 if self.cancel_requested:  # the task swallowed its cancellation
                     self._own_cancellation(None)
                 if task.state == RUNNING:  # else kill() answered and counted it
