@@ -8,14 +8,14 @@ numbers, resource ids come from a counter, and each image's crashes are scripted
 re-run (``max_retries=1``: at most one re-run after an unhealthy failure). The first
 image crashes once and succeeds on its re-run; the second crashes every time and fails
 with ``MaxRetriesExceededError``. "Worker N" is the id of the processor the worker
-holds. Key lines of output::
+holds; the re-run goes to whichever worker is free first. Key lines of output::
 
     Worker 2 processing problematic_image (attempt 1)
     WARN: Detected unhealthy error: processor_crash. Worker will be replaced.
     tasker_aio: replacing a worker after an unhealthy error: RuntimeError('processor_crash')
     INFO: Destroying ImageProcessor 2
     INFO: Creating ImageProcessor 4
-    Worker 4 processing problematic_image (attempt 2)
+    Worker 3 processing problematic_image (attempt 2)
     Problematic Image Task Completed: problematic_image_processed.jpg
     Broken Image Task Failed: max retries exceeded: processor_crash (2 attempts)
     Active Workers: 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import time
 from asyncio import _get_running_loop
@@ -34,6 +35,7 @@ __all__ = ["TaskManager"]
 
 State = Literal["new", "running", "stopping", "stopped"]
 
+_NO_CONTEXT = contextvars.Context()
 _SHUTTING_DOWN = "task manager is shutting down"
 _KILLED = "task manager was killed"
 _CREATE_RETRY_FIRST = 0.05  # seconds before the first retry of a failed on_create
@@ -384,7 +386,8 @@ class TaskManager(Generic[R, E]):
         done-callback (and its allocation).
         """
         if watch:
-            task.future.add_done_callback(task)
+            # The callback only touches the manager: no need to copy the caller's context.
+            task.future.add_done_callback(task, context=_NO_CONTEXT)
         task.queued_at = now = time.monotonic()
         queue = task.home
         queue.items.append(task)  # TaskQueue.push, inlined on the hot path

@@ -251,7 +251,12 @@ class HdrCollector:
         pending = self._exec.pending
         pending.append(finished_at - started_at)
         self._wait.pending.append(started_at - queued_at)
-        self._completions.add(finished_at if now is None else now)
+        if now is None:
+            now = finished_at
+        completions = self._completions
+        if now >= completions.end:  # _WindowRate.add, inlined on the hot path
+            completions.advance(now)
+        completions.current += 1
         if len(pending) >= _FOLD_AT:
             self._exec.fold()
             self._wait.fold()

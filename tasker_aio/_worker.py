@@ -21,7 +21,10 @@ NO_RESOURCE: Any = object()  # a resource may legitimately be None
 CREATING = 0
 READY = 1
 CLOSING = 2
-_YIELD_EVERY = 64  # tasks run back to back before a worker yields to the event loop
+# A worker that has run tasks back to back for this long yields to the event loop:
+# awaiting a task that never suspends does not yield, so without this a flood of
+# trivial tasks would starve every other coroutine.
+_YIELD_AFTER = 0.001
 
 
 class Worker(Generic[R, E]):
@@ -104,8 +107,12 @@ class Worker(Generic[R, E]):
         priority, main = m._priority, m._main
         completed, failed = m._completed, m._failed
         clock = time.monotonic
-        ran = 0
+        resumed = clock()
         while True:
+            now = clock()
+            if now - resumed > _YIELD_AFTER:
+                await asyncio.sleep(0)
+                now = resumed = clock()
             if self.retiring:
                 if not (priority.live or main.live):
                     return
@@ -115,7 +122,7 @@ class Worker(Generic[R, E]):
                 if m._state != "running":
                     return  # stopping and drained
                 await self._idle()
-                ran = 0
+                resumed = clock()
                 continue
             future = task.future
             if future.done():  # cancelled by its caller; the callback has not run yet
@@ -124,7 +131,7 @@ class Worker(Generic[R, E]):
 
             task.state = RUNNING
             self.current = task
-            task.started_at = clock()
+            task.started_at = now
             returned: Any = NO_RESOURCE
             try:
                 returned = task.fn(self.resource)
@@ -148,12 +155,6 @@ class Worker(Generic[R, E]):
                         future.set_result(result)
                         completed(task.queued_at, task.started_at, clock())
 
-            ran += 1
-            if ran >= _YIELD_EVERY:
-                # Awaiting a task that never suspends does not yield; without this a
-                # flood of trivial tasks would starve every other coroutine.
-                ran = 0
-                await asyncio.sleep(0)
 
     def _own_cancellation(self, exc: BaseException | None) -> bool:
         """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.
