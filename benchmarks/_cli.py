@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._common import loop_factories, progress, workloads
@@ -45,8 +45,8 @@ class Plan:
 FULL = Plan(
     reps=5,
     warmup=True,
-    memory_n=50_000,
-    memory_reps=3,
+    memory_n=20_000,
+    memory_reps=2,
     worker_counts=(1, 8, 64),
     workers_n=30_000,
     workers_reps=3,
@@ -90,13 +90,26 @@ def _parser() -> argparse.ArgumentParser:
         help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
     )
     parser.add_argument("--reps", type=int, help="interleaved repetitions (default 5, quick 3)")
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        help="tasks per throughput measurement, for every workload (default 10,000; quick 1-2k)",
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="the default loop only")
     parser.add_argument(
         "--output",
         type=Path,
-        help="JSON file (default benchmarks/results/latest.json, quick: quick.json)",
+        help="JSON file (default benchmarks/results/latest.json; quick.json for --quick,"
+        " partial.json with --only)",
     )
     return parser
+
+
+def _default_output(quick: bool, partial: bool) -> str:
+    """latest.json for a full run of every section; a partial or quick run goes aside."""
+    if partial:
+        return "partial.json"
+    return "quick.json" if quick else "latest.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reps = args.reps or plan.reps
     if reps < 1:
         raise SystemExit("--reps must be at least 1")
+    if args.tasks is not None and args.tasks < 1:
+        raise SystemExit("--tasks must be at least 1")
     sections = set(args.only or SECTIONS)
     started = time.perf_counter()
 
@@ -112,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loops = loop_factories(report.notes, use_uvloop=not args.no_uvloop)
     default_loop = loops["asyncio"]
     report.workloads = workloads()
+    if args.tasks is not None:
+        report.workloads = [
+            replace(w, n_full=args.tasks, n_quick=args.tasks) for w in report.workloads
+        ]
 
     if "throughput" in sections:
         found = systems(report.notes)
@@ -134,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.profile = run_profile(default_loop, plan.profile_n)
 
     report.seconds = time.perf_counter() - started
-    output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
+    output = args.output or RESULTS / _default_output(args.quick, partial=bool(args.only))
     report.write_json(output)
     print(report.render())
     progress(f"wrote {output}")

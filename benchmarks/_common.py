@@ -86,9 +86,9 @@ class Workload:
 
 def workloads() -> list[Workload]:
     return [
-        Workload("trivial", "trivial task (return 1)", trivial, WORKERS, 20_000, 1_000),
-        Workload("sleep0", "one await asyncio.sleep(0)", yield_once, WORKERS, 20_000, 1_000),
-        Workload("sleep1ms", "1 ms sleep, concurrency 1000", sleep_1ms, 1000, 20_000, 2_000),
+        Workload("trivial", "trivial task (return 1)", trivial, WORKERS, 10_000, 1_000),
+        Workload("sleep0", "one await asyncio.sleep(0)", yield_once, WORKERS, 10_000, 1_000),
+        Workload("sleep1ms", "1 ms sleep, concurrency 1000", sleep_1ms, 1000, 10_000, 2_000),
     ]
 
 

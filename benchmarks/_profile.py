@@ -16,7 +16,7 @@ from typing import Any
 
 import tasker_aio
 
-from ._common import PER_TASK, WORKERS, LoopFactory, progress, run_on, trivial
+from ._common import PER_TASK, WORKERS, LoopFactory, progress, run_on, submitters_for, trivial
 from ._systems import closed_loop, raw_pool, tasker
 
 __all__ = ["ProfileEntry", "ProfileResult", "run_profile"]
@@ -82,7 +82,7 @@ async def _tasker_gather(profiler: cProfile.Profile, n: int) -> None:
 async def _tasker_closed(profiler: cProfile.Profile, n: int) -> None:
     async with tasker(WORKERS) as manager:
         profiler.enable()
-        await closed_loop(manager.queue_task, trivial, n, 64)
+        await closed_loop(manager.queue_task, trivial, n, submitters_for(WORKERS))
         profiler.disable()
 
 
@@ -97,7 +97,7 @@ async def _raw_gather(profiler: cProfile.Profile, n: int) -> None:
 async def _raw_closed(profiler: cProfile.Profile, n: int) -> None:
     async with raw_pool(WORKERS) as pool:
         profiler.enable()
-        await closed_loop(pool.submit, trivial, n, 64)
+        await closed_loop(pool.submit, trivial, n, submitters_for(WORKERS))
         profiler.disable()
 
 

@@ -33,7 +33,8 @@ class ThroughputRow:
     us_min: float
     us_max: float
     tasks_per_s: float
-    ratio_to_floor: float
+    ratio_to_floor: float  # median over the floor's median
+    ratio_of_minima: float  # fastest repetition over the floor's fastest
     samples_us: list[float]
 
 
@@ -106,7 +107,8 @@ def run_throughput(
             n = workload.n(quick)
             for system in systems:
                 values = samples[loop_name, workload.key, system.key]
-                floor = median(samples[loop_name, workload.key, FLOOR_OF_STYLE[system.style]])
+                floor_values = samples[loop_name, workload.key, FLOOR_OF_STYLE[system.style]]
+                floor = median(floor_values)
                 us = median(values)
                 rows.append(
                     ThroughputRow(
@@ -124,6 +126,7 @@ def run_throughput(
                         us_max=max(values),
                         tasks_per_s=PER_TASK / us,
                         ratio_to_floor=us / floor,
+                        ratio_of_minima=min(values) / min(floor_values),
                         samples_us=values,
                     )
                 )
