@@ -40,6 +40,9 @@ _SHUTTING_DOWN = "task manager is shutting down"
 _KILLED = "task manager was killed"
 _CREATE_RETRY_FIRST = 0.05  # seconds before the first retry of a failed on_create
 _CREATE_RETRY_CAP = 2.0  # the longest pause between on_create retries
+# Seconds of back-to-back task running the workers share per event-loop turn: each
+# worker yields after its share, so other coroutines wait a few ms at most.
+_TURN_BUDGET = 0.001
 
 
 def _shutting_down() -> ManagerStoppedError:
@@ -79,6 +82,7 @@ class TaskManager(Generic[R, E]):
         self._priority = TaskQueue("priority", settings.max_queue_size)
         self._main = TaskQueue("main", settings.max_queue_size)
         self._workers: list[Worker[R, E]] = []
+        self._yield_after = _TURN_BUDGET  # each worker's share, see _spawn_worker
         # Idle workers, woken last-in first-out and base workers before burst ones, so
         # spare burst workers stay idle long enough to be retired.
         self._idle: deque[Worker[R, E]] = deque()
@@ -825,12 +829,14 @@ class TaskManager(Generic[R, E]):
     def _spawn_worker(self, burst: bool, resource: Any = NO_RESOURCE) -> None:
         worker: Worker[R, E] = Worker(self, burst, resource)
         self._workers.append(worker)
+        self._yield_after = _TURN_BUDGET / len(self._workers)
         self._holders += 1
         assert self._tg is not None
         self._tg.start_soon(worker.run)
 
     def _worker_gone(self, worker: Worker[R, E]) -> None:
         self._workers.remove(worker)
+        self._yield_after = _TURN_BUDGET / max(1, len(self._workers))
         self._holders -= 1
         self._check_quiet()
 

@@ -21,10 +21,7 @@ NO_RESOURCE: Any = object()  # a resource may legitimately be None
 CREATING = 0
 READY = 1
 CLOSING = 2
-# A worker that has run tasks back to back for this long yields to the event loop:
-# awaiting a task that never suspends does not yield, so without this a flood of
-# trivial tasks would starve every other coroutine.
-_YIELD_AFTER = 0.001
+
 
 
 class Worker(Generic[R, E]):
@@ -110,7 +107,9 @@ class Worker(Generic[R, E]):
         resumed = clock()
         while True:
             now = clock()
-            if now - resumed > _YIELD_AFTER:
+            # Awaiting a task that never suspends does not yield: without this a flood
+            # of trivial tasks would starve every other coroutine on the loop.
+            if now - resumed > m._yield_after:
                 await asyncio.sleep(0)
                 now = resumed = clock()
             if self.retiring:
