@@ -2,7 +2,7 @@
 
 Run it (needs the ``web`` extra: ``pip install "tasker-aio[web]"``)::
 
-    python examples/fastapi_app.py
+    python -m examples.fastapi_app       # from the repository root
     curl 'http://127.0.0.1:8000/work/7?delay=0.5'   # {"input":7,"output":49,"model":3}
     curl 'http://127.0.0.1:8000/urgent/7'           # the same, through the priority queue
     curl 'http://127.0.0.1:8000/stats'              # {"stats":{...},"metrics":{...}}
@@ -22,8 +22,7 @@ tasker_aio then discards the task if it is still queued, or cancels it if it is 
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any, TypeVar
@@ -32,65 +31,10 @@ import anyio
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
+from examples.models import Model, ModelLoader, Prediction, Probe
 from tasker_aio import Config, TaskManager
 
 T = TypeVar("T")
-Prediction = dict[str, int]
-
-
-class Probe:
-    """Hooks for the tests: what the app did, and a gate that holds tasks while it is clear."""
-
-    def __init__(self) -> None:
-        self.ran: list[int] = []  # n of each prediction a worker started
-        self.disconnected: list[int] = []  # n of each request whose client went away
-        self.gate = asyncio.Event()  # a prediction finishes only once this is set
-        self.gate.set()
-        self._changed = asyncio.Event()
-
-    def note(self, events: list[int], n: int) -> None:
-        events.append(n)
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_until(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            await self._changed.wait()
-
-
-class Model:
-    """A fake model handle: expensive to load, then cheap to call."""
-
-    def __init__(self, ident: int, probe: Probe) -> None:
-        self.ident = ident
-        self.probe = probe
-
-    async def predict(self, n: int, delay: float) -> Prediction:
-        self.probe.note(self.probe.ran, n)
-        await self.probe.gate.wait()
-        await asyncio.sleep(delay)  # pretend to run inference
-        return {"input": n, "output": n * n, "model": self.ident}
-
-
-class ModelLoader:
-    """Loads and unloads models, keeping the ids of both for the tests to compare."""
-
-    def __init__(self, probe: Probe, load_cost: float = 0.02) -> None:
-        self.probe = probe
-        self.load_cost = load_cost
-        self.loaded: list[int] = []
-        self.unloaded: list[int] = []
-        self._ids = itertools.count(1)
-
-    async def load(self) -> Model:
-        await asyncio.sleep(self.load_cost)  # pretend to read weights
-        model = Model(next(self._ids), self.probe)
-        self.loaded.append(model.ident)
-        return model
-
-    async def unload(self, model: Model) -> None:
-        await asyncio.sleep(0)
-        self.unloaded.append(model.ident)
 
 
 class ClientDisconnected(Exception):

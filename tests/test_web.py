@@ -36,6 +36,7 @@ from aiohttp import web
 from fastapi import FastAPI, Request
 
 from examples import aiohttp_app, fastapi_app
+from examples.models import Model, ModelLoader, Probe
 from tasker_aio import (
     TaskLifecycleTimestamps,
     TaskManager,
@@ -46,8 +47,7 @@ from tasker_aio import (
 
 pytestmark = pytest.mark.web
 
-Probe = fastapi_app.Probe | aiohttp_app.Probe
-Loader = fastapi_app.ModelLoader | aiohttp_app.ModelLoader
+Loader = ModelLoader
 WAIT = 5.0  # seconds: the longest any awaited event may take before the test fails
 
 
@@ -446,7 +446,7 @@ async def test_server_shutdown_stops_manager_gracefully(framework: str) -> None:
 async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
     """Pins uvicorn/Starlette: a handler whose client left is not cancelled; its task runs."""
     app = fastapi_app.create_app(**settings(**ONE_WORKER))
-    probe: fastapi_app.Probe = app.state.probe
+    probe: Probe = app.state.probe
 
     async def plain(request: Request, n: int) -> dict[str, int]:
         """/work/{n} without cancel_on_disconnect: it only records the disconnect."""
@@ -458,7 +458,7 @@ async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
 
         watcher = asyncio.create_task(watch())
         try:
-            manager: TaskManager[fastapi_app.Model, dict[str, int]] = request.app.state.manager
+            manager: TaskManager[Model, dict[str, int]] = request.app.state.manager
             return await manager.queue_task(lambda model: model.predict(n, 0))
         finally:
             watcher.cancel()
