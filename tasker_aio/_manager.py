@@ -146,9 +146,7 @@ class TaskManager(Generic[R, E]):
         except BaseException:  # cancelled before the group started: give it all back
             self._state = "stopped"
             self._stopped.set()
-            with anyio.CancelScope(shield=True):
-                for resource in resources:
-                    await self._destroy(resource)
+            await self._destroy_all(resources)
             raise
         self._pool.fill(resources[: settings.resource_pool_size])
         for resource in resources[settings.resource_pool_size :]:
@@ -209,7 +207,9 @@ class TaskManager(Generic[R, E]):
             timeout: seconds to wait for the drain before escalating to :meth:`kill`.
         """
         if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not timeout >= 0  # also refuses NaN
         ):
             raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
         self._check_not_inside_a_task("stop")
@@ -768,13 +768,30 @@ class TaskManager(Generic[R, E]):
         return resource  # type: ignore[no-any-return]
 
     async def _destroy(self, resource: R) -> None:
+        """Run on_destroy to its end, even if the calling task is cancelled meanwhile.
+
+        anyio's shield stops scope cancellations; a native ``Task.cancel()`` of the
+        caller (say, of a run_task caller) is held back until on_destroy has finished,
+        then re-raised. Errors are logged.
+        """
         with anyio.CancelScope(shield=True):
             try:
                 returned = self._settings.on_destroy(resource)
                 if inspect.isawaitable(returned):
-                    await returned
+                    await _to_the_end(returned)
             except Exception as exc:
                 self._logger.error("on_destroy failed for %r: %r", resource, exc)
+
+    async def _destroy_all(self, resources: list[R]) -> None:
+        """Destroy every resource; a cancellation meanwhile is re-raised at the end."""
+        cancelled: BaseException | None = None
+        for resource in resources:
+            try:
+                await self._destroy(resource)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
 
     async def _create_initial(self, count: int) -> list[R]:
         created: list[R] = []
@@ -791,12 +808,10 @@ class TaskManager(Generic[R, E]):
                 for _ in range(count):
                     tg.start_soon(create_one)
         except BaseException:
-            for resource in created:
-                await self._destroy(resource)
+            await self._destroy_all(created)
             raise
         if failures:
-            for resource in created:
-                await self._destroy(resource)
+            await self._destroy_all(created)
             raise ResourceCreationError(
                 f"failed to initialize resources: {failures[0]}"
             ) from failures[0]
@@ -887,3 +902,19 @@ class TaskManager(Generic[R, E]):
     def metrics(self) -> TaskMetrics:
         """The collector's metrics: latency percentiles, rates and totals."""
         return self._collector.metrics()
+
+
+async def _to_the_end(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` to its end; a cancellation of our task meanwhile waits for it."""
+    inner = asyncio.ensure_future(awaitable)
+    cancelled: asyncio.CancelledError | None = None
+    while not inner.done():
+        try:
+            await asyncio.shield(inner)
+        except asyncio.CancelledError as exc:
+            if inner.cancelled():
+                raise
+            cancelled = exc  # keep waiting; re-raise once it is done
+    if cancelled is not None:
+        raise cancelled
+    return inner.result()

@@ -134,6 +134,8 @@ class MapIterator(Generic[R, T, E]):
                 future.remove_done_callback(task)
                 future.cancel()
                 self._manager._forget(task)
+            elif not future.cancelled():
+                future.exception()  # dropped unread: mark it retrieved, asyncio won't log it
         self._done.clear()
 
     async def aclose(self) -> None:

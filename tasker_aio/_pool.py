@@ -72,15 +72,17 @@ class ResourcePool(Generic[R, E]):
                 return result
             raise ManagerStoppedError("task manager was killed")  # kill() cancelled us
         finally:
-            if resource is not NO_RESOURCE:
-                if pooled and healthy:
-                    self._idle.append(resource)
-                else:
-                    await m._destroy(resource)
-                    if pooled:
-                        self._refill()
-            m._holders -= 1
-            m._check_quiet()
+            try:
+                if resource is not NO_RESOURCE:
+                    if pooled and healthy:
+                        self._idle.append(resource)
+                    else:
+                        if pooled:
+                            self._refill()
+                        await m._destroy(resource)  # may re-raise the caller's cancel
+            finally:
+                m._holders -= 1
+                m._check_quiet()
 
     def _refill(self) -> None:
         m = self._manager

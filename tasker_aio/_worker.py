@@ -23,7 +23,6 @@ READY = 1
 CLOSING = 2
 
 
-
 class Worker(Generic[R, E]):
     """A coroutine in the manager's task group that owns ``resource``.
 
@@ -153,7 +152,6 @@ class Worker(Generic[R, E]):
                         future.remove_done_callback(task)
                         future.set_result(result)
                         completed(task.queued_at, task.started_at, clock())
-
 
     def _own_cancellation(self, exc: BaseException | None) -> bool:
         """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.
