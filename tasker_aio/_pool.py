@@ -77,9 +77,11 @@ class ResourcePool(Generic[R, E]):
                     if pooled and healthy:
                         self._idle.append(resource)
                     else:
-                        if pooled:
-                            self._refill()
-                        await m._destroy(resource)  # may re-raise the caller's cancel
+                        try:
+                            await m._destroy(resource)  # may re-raise the caller's cancel
+                        finally:
+                            if pooled:
+                                self._refill()
             finally:
                 m._holders -= 1
                 m._check_quiet()
