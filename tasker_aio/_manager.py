@@ -461,6 +461,8 @@ class TaskManager(Generic[R, E]):
             try:
                 while True:
                     await waiter  # raises ManagerStoppedError once shutdown begins
+                    if self._state != "running":  # given room just as shutdown began
+                        raise _shutting_down()
                     if not queue.full():
                         break
                     waiter = self._loop.create_future()

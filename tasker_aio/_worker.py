@@ -71,21 +71,25 @@ class Worker(Generic[R, E]):
             # Only kill() ends a worker early: a cancelled host or task group must not
             # cut it off between a task and its answer, or leak its resource.
             with anyio.CancelScope(shield=True):
-                with m._killable():
-                    try:
-                        if self.resource is NO_RESOURCE:
-                            await self._create()
-                        if self.resource is not NO_RESOURCE:
-                            self.phase = READY
-                            await self._serve()
-                    finally:
-                        if self.current is not None:
-                            m._answer_killed(self.current)
-                            self.current = None
-                self.phase = CLOSING
-                if self.resource is not NO_RESOURCE:
-                    resource, self.resource = self.resource, NO_RESOURCE
-                    await m._destroy(resource)
+                try:
+                    with m._killable():
+                        try:
+                            if self.resource is NO_RESOURCE:
+                                await self._create()
+                            if self.resource is not NO_RESOURCE:
+                                self.phase = READY
+                                await self._serve()
+                        finally:
+                            if self.current is not None:
+                                m._answer_killed(self.current)
+                                self.current = None
+                finally:  # even if a cancellation got past the kill scope
+                    self.phase = CLOSING
+                    if self.resource is not NO_RESOURCE:
+                        resource, self.resource = self.resource, NO_RESOURCE
+                        await m._destroy(resource)
+        except asyncio.CancelledError:
+            pass  # the worker is over; nothing outside waits on its cancellation
         finally:
             m._worker_gone(self)
 
