@@ -1,0 +1,1718 @@
+"""Fault injection for tasker_aio: resources, tasks and callers that misbehave on demand.
+
+Four parts, usable on their own or together:
+
+* :class:`FaultyResources` is an ``on_create``/``on_destroy`` pair whose calls fail or
+  hang (for a bounded number of loop steps or seconds) when asked. It records every
+  creation and destruction and flags a resource used by two tasks at once, used after it
+  was destroyed, destroyed twice or never destroyed.
+* Task builders (:func:`succeed`, :func:`fail_healthy`, :func:`fail_unhealthy`,
+  :func:`raise_base`, :func:`ignore_cancellation`, :func:`block_loop`,
+  :func:`non_awaitable`, or :func:`task` from a :class:`Step`) make tasks that hold
+  their resource exclusively while they run. :func:`check_health` is the companion
+  health check: :class:`UnhealthyFault` is unhealthy, everything else healthy.
+* :class:`RandomCaller` awaits a call like an impatient client: with a seeded
+  ``random.Random`` it sometimes cancels after a random number of loop steps and
+  sometimes times out after a random delay.
+* :class:`Ledger` puts them together around one :class:`~tasker_aio.TaskManager`. It
+  submits work through every public entry point, predicts what each caller must get
+  (value, the task's own error, ``MaxRetriesExceededError`` with every attempt,
+  ``ManagerStoppedError``, ``QueueFullError`` or a cancellation) from the contract in
+  SPEC.md, and checks the invariants: every caller, future and callback answered
+  exactly once; no task started after its caller cancelled it; resources exclusive and
+  destroyed exactly once; workers never above ``max_worker_count``; ``stats()``
+  matching the work in flight; metrics totals matching its own count.
+
+Usage against your own configuration (shut down through the ledger, so that it knows
+when ``kill()`` happened)::
+
+    import asyncio, random
+    from tests.faults import Ledger, RandomCaller, Step
+
+    async def main() -> None:
+        ledger = Ledger(worker_count=4, max_worker_count=8, task_retries=1,
+                        retry_backoff=lambda attempt: 0.0, burst_interval=0.01)
+        caller = RandomCaller(random.Random(7), cancel_rate=0.2, timeout_rate=0.1)
+        async with ledger.manager:
+            ledger.resources.fail_creates = 1  # the next on_create fails
+            ledger.submit((Step("healthy"), Step("ok")))  # a future: fails once, re-runs
+            ledger.callback((Step("unhealthy"), Step("ok")))  # its worker is replaced
+            for _ in range(20):  # impatient callers that cancel or time out at random
+                ledger.spawn(ledger.ticket((Step("ok", steps=5),), "await"), caller=caller)
+            ledger.spawn(ledger.ticket((Step("fatal"),), "run_task"))
+            ledger.map([(Step("ok"),), (Step("not_awaitable"),)], ordered=False)
+            await ledger.quiet()  # every caller has its answer
+            ledger.assert_ok()  # the invariants hold so far
+            await ledger.kill()  # or ledger.stop()
+        await ledger.settle()
+        ledger.assert_ok(final=True)  # and after shutdown: all answered, all destroyed
+
+    asyncio.run(main())
+
+Task results are ticket numbers (``int``); a task's plan is a tuple of :class:`Step`,
+one per attempt (the last one repeats), so ``(Step("healthy"), Step("ok"))`` fails
+healthily once and then succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from tasker_aio import (
+    Config,
+    ManagerStoppedError,
+    MaxRetriesExceededError,
+    QueueFullError,
+    ResourceCreationError,
+    TaskManager,
+    exponential_backoff,
+)
+
+__all__ = [
+    "AWAIT_METHODS",
+    "CALLBACK_METHODS",
+    "FUTURE_METHODS",
+    "STEP_KINDS",
+    "CallbackFault",
+    "CreateFault",
+    "DestroyFault",
+    "FatalFault",
+    "FaultyResource",
+    "FaultyResources",
+    "HealthyFault",
+    "Ledger",
+    "ListLogger",
+    "MapBatch",
+    "Outcome",
+    "Probe",
+    "RandomCaller",
+    "Step",
+    "Ticket",
+    "UnhealthyFault",
+    "block_loop",
+    "check_health",
+    "check_health_cancel_unhealthy",
+    "fail_healthy",
+    "fail_unhealthy",
+    "ignore_cancellation",
+    "non_awaitable",
+    "raise_base",
+    "succeed",
+    "task",
+]
+
+T = TypeVar("T")
+
+# ------------------------------------------------------------------------- faults
+
+
+class HealthyFault(Exception):
+    """A task failure that leaves the resource usable (:func:`check_health` -> True)."""
+
+
+class UnhealthyFault(Exception):
+    """A task failure that breaks the resource (:func:`check_health` -> False)."""
+
+
+class FatalFault(BaseException):
+    """A ``BaseException`` that is not an ``Exception``, as a task may raise."""
+
+
+class CreateFault(ConnectionError):
+    """Raised by an injected ``on_create`` failure."""
+
+
+class DestroyFault(ConnectionError):
+    """Raised by an injected ``on_destroy`` failure."""
+
+
+class CallbackFault(Exception):
+    """Raised by a callback that is told to fail."""
+
+
+def check_health(error: BaseException) -> bool:
+    """The companion health check: only :class:`UnhealthyFault` is unhealthy."""
+    return not isinstance(error, UnhealthyFault)
+
+
+def check_health_cancel_unhealthy(error: BaseException) -> bool:
+    """Like :func:`check_health`, and a resource interrupted mid-use is unhealthy too."""
+    return not isinstance(error, (UnhealthyFault, asyncio.CancelledError))
+
+
+async def _hang(steps: int, seconds: float) -> None:
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+# ---------------------------------------------------------------------- resources
+
+
+class FaultyResource:
+    """One resource made by :class:`FaultyResources`; knows who holds it."""
+
+    __slots__ = ("destroyed", "holder", "ident", "owner", "uses")
+
+    def __init__(self, owner: FaultyResources, ident: int) -> None:
+        self.owner = owner
+        self.ident = ident
+        self.holder: object = None
+        self.destroyed = False
+        self.uses = 0
+
+    def __repr__(self) -> str:
+        return f"FaultyResource({self.ident})"
+
+    def acquire(self, who: object) -> None:
+        """Start using the resource; flags sharing and use after destruction."""
+        if self.destroyed:
+            self.owner.violation(f"{self!r} used by {who!r} after it was destroyed")
+        if self.holder is not None:
+            self.owner.violation(f"{self!r} used by {who!r} while {self.holder!r} uses it")
+        self.holder = who
+        self.uses += 1
+
+    def release(self, who: object) -> None:
+        if self.holder is who:
+            self.holder = None
+
+
+class FaultyResources:
+    """An ``on_create``/``on_destroy`` pair that fails or hangs on demand and keeps count.
+
+    Set the public attributes at any time: ``fail_creates``/``fail_destroys`` make the
+    next N calls raise :class:`CreateFault`/:class:`DestroyFault`; ``create_steps`` and
+    ``create_delay`` (``destroy_*`` likewise) make every call first wait that many loop
+    steps and seconds, a bounded hang. A failing ``on_destroy`` still counts as the
+    resource's one destruction. ``limit`` (a callable) bounds the resources alive or
+    being created at any moment; exceeding it is a violation.
+    """
+
+    def __init__(
+        self, *, limit: Callable[[], int] | None = None, keep_history: bool = True
+    ) -> None:
+        self.limit = limit
+        self.fail_creates = 0
+        self.fail_destroys = 0
+        self.create_steps = 0
+        self.create_delay = 0.0
+        self.destroy_steps = 0
+        self.destroy_delay = 0.0
+        self.created = 0
+        self.destroyed = 0
+        self.creating = 0
+        self.create_failures = 0
+        self.destroy_failures = 0
+        self.peak = 0  # most resources alive or being created at once
+        self.alive: dict[int, FaultyResource] = {}
+        self.history: list[FaultyResource] | None = [] if keep_history else None
+        self.violations: list[str] = []
+
+    def violation(self, message: str) -> None:
+        if len(self.violations) < 100:
+            self.violations.append(message)
+
+    async def create(self) -> FaultyResource:
+        """``on_create``: an async factory."""
+        self._creation_starts()
+        try:
+            await _hang(self.create_steps, self.create_delay)
+            return self._creation_ends()
+        finally:
+            self.creating -= 1
+
+    def create_sync(self) -> FaultyResource:
+        """``on_create`` as a plain function (it cannot hang)."""
+        self._creation_starts()
+        try:
+            return self._creation_ends()
+        finally:
+            self.creating -= 1
+
+    async def destroy(self, resource: FaultyResource) -> None:
+        """``on_destroy``: an async function; flags being cancelled (it must be shielded)."""
+        first = self._destruction_starts(resource)
+        try:
+            await _hang(self.destroy_steps, self.destroy_delay)
+        except asyncio.CancelledError:
+            self.violation(f"on_destroy({resource!r}) was cancelled; it must run shielded")
+            raise
+        finally:
+            self._destruction_ends(resource, first)
+        self._maybe_fail_destroy()
+
+    def destroy_sync(self, resource: FaultyResource) -> None:
+        """``on_destroy`` as a plain function."""
+        self._destruction_ends(resource, self._destruction_starts(resource))
+        self._maybe_fail_destroy()
+
+    def _creation_starts(self) -> None:
+        self.creating += 1
+        live = len(self.alive) + self.creating
+        self.peak = max(self.peak, live)
+        if self.limit is not None:
+            bound = self.limit()
+            if live > bound:
+                self.violation(f"{live} resources alive or being created, above the bound {bound}")
+
+    def _creation_ends(self) -> FaultyResource:
+        if self.fail_creates > 0:
+            self.fail_creates -= 1
+            self.create_failures += 1
+            raise CreateFault("injected on_create failure")
+        self.created += 1
+        resource = FaultyResource(self, self.created)
+        self.alive[resource.ident] = resource
+        if self.history is not None:
+            self.history.append(resource)
+        return resource
+
+    def _destruction_starts(self, resource: FaultyResource) -> bool:
+        if not isinstance(resource, FaultyResource) or resource.owner is not self:
+            self.violation(f"on_destroy given {resource!r}, which on_create never made")
+            return False
+        if resource.holder is not None:
+            self.violation(f"{resource!r} destroyed while {resource.holder!r} uses it")
+        if resource.destroyed:
+            self.violation(f"{resource!r} destroyed twice")
+            return False
+        resource.destroyed = True
+        return True
+
+    def _destruction_ends(self, resource: FaultyResource, first: bool) -> None:
+        if first:
+            del self.alive[resource.ident]
+            self.destroyed += 1
+
+    def _maybe_fail_destroy(self) -> None:
+        if self.fail_destroys > 0:
+            self.fail_destroys -= 1
+            self.destroy_failures += 1
+            raise DestroyFault("injected on_destroy failure")
+
+    def problems(self, *, finished: bool = False) -> list[str]:
+        """Violations so far; with ``finished``, also resources never destroyed."""
+        found = list(self.violations)
+        if finished:
+            if self.creating:
+                found.append(f"{self.creating} on_create calls still running after shutdown")
+            if self.alive:
+                found.append(f"resources never destroyed: {sorted(self.alive)}")
+            if self.created != self.destroyed:
+                found.append(f"created {self.created} resources but destroyed {self.destroyed}")
+        return found
+
+
+# -------------------------------------------------------------------------- tasks
+
+
+class Probe(Protocol):
+    """Told when an attempt of a task starts and how it ends."""
+
+    def started(self, resource: FaultyResource) -> None: ...
+    def finished(self, resource: FaultyResource, error: BaseException | None) -> None: ...
+
+
+StepKind = Literal["ok", "healthy", "unhealthy", "fatal", "ignore_cancel", "block", "not_awaitable"]
+STEP_KINDS: tuple[StepKind, ...] = (
+    "ok",
+    "healthy",
+    "unhealthy",
+    "fatal",
+    "ignore_cancel",
+    "block",
+    "not_awaitable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one attempt of a task does.
+
+    ``kind``: ``"ok"`` returns the value; ``"healthy"``/``"unhealthy"``/``"fatal"`` raise
+    :class:`HealthyFault`/:class:`UnhealthyFault`/:class:`FatalFault`;
+    ``"ignore_cancel"`` swallows every cancellation for ``steps`` loop steps, then returns
+    (or re-raises the last one if ``then_raise``); ``"block"`` blocks the whole loop with
+    ``time.sleep(block)``; ``"not_awaitable"`` is a plain function returning the value.
+    ``steps``: loop steps (``await asyncio.sleep(0)``) taken before the outcome.
+    """
+
+    kind: StepKind = "ok"
+    steps: int = 0
+    then_raise: bool = False
+    block: float = 0.001
+
+
+TaskFn = Callable[[FaultyResource], Any]
+
+
+async def _attempt(
+    resource: FaultyResource, probe: Probe | None, body: Callable[[], Awaitable[T]]
+) -> T:
+    """One attempt: hold ``resource`` exclusively and tell ``probe`` how it went."""
+    who: object = probe if probe is not None else body
+    resource.acquire(who)
+    if probe is not None:
+        probe.started(resource)
+    error: BaseException | None = None
+    try:
+        return await body()
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        resource.release(who)
+        if probe is not None:
+            probe.finished(resource, error)
+
+
+async def _value_after(steps: int, value: T) -> T:
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    return value
+
+
+async def _raise_after(steps: int, error: BaseException) -> Any:
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    raise error
+
+
+async def _ignoring(steps: int, then_raise: bool, value: T) -> T:
+    swallowed: asyncio.CancelledError | None = None
+    for _ in range(max(steps, 1)):
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError as exc:  # deliberately misbehaving
+            swallowed = exc
+    if swallowed is not None and then_raise:
+        raise swallowed
+    return value
+
+
+async def _blocking(seconds: float, value: T) -> T:
+    time.sleep(seconds)  # noqa: ASYNC251 - the fault: it blocks the event loop
+    return value
+
+
+def succeed(value: T, *, steps: int = 0, probe: Probe | None = None) -> TaskFn:
+    """A task that returns ``value`` after ``steps`` loop steps."""
+    return lambda resource: _attempt(resource, probe, partial(_value_after, steps, value))
+
+
+def fail_healthy(
+    *, steps: int = 0, error: BaseException | None = None, probe: Probe | None = None
+) -> TaskFn:
+    """A task that raises a fresh :class:`HealthyFault` (or ``error``) each attempt."""
+
+    def run(resource: FaultyResource) -> Awaitable[Any]:
+        exc = error if error is not None else HealthyFault("healthy failure (injected)")
+        return _attempt(resource, probe, partial(_raise_after, steps, exc))
+
+    return run
+
+
+def fail_unhealthy(*, steps: int = 0, probe: Probe | None = None) -> TaskFn:
+    """A task that raises a fresh :class:`UnhealthyFault`: its resource is broken."""
+
+    def run(resource: FaultyResource) -> Awaitable[Any]:
+        exc = UnhealthyFault("unhealthy failure (injected)")
+        return _attempt(resource, probe, partial(_raise_after, steps, exc))
+
+    return run
+
+
+def raise_base(*, steps: int = 0, probe: Probe | None = None) -> TaskFn:
+    """A task that raises :class:`FatalFault`, a ``BaseException`` subclass."""
+
+    def run(resource: FaultyResource) -> Awaitable[Any]:
+        error = FatalFault("fatal (injected)")
+        return _attempt(resource, probe, partial(_raise_after, steps, error))
+
+    return run
+
+
+def ignore_cancellation(
+    value: T, *, steps: int, then_raise: bool = False, probe: Probe | None = None
+) -> TaskFn:
+    """A task that swallows cancellation for ``steps`` loop steps (bounded), then returns.
+
+    With ``then_raise`` it re-raises the last cancellation it swallowed, if any.
+    """
+    return lambda resource: _attempt(resource, probe, partial(_ignoring, steps, then_raise, value))
+
+
+def block_loop(value: T, *, seconds: float = 0.001, probe: Probe | None = None) -> TaskFn:
+    """A task that blocks the whole event loop with ``time.sleep(seconds)``."""
+    return lambda resource: _attempt(resource, probe, partial(_blocking, seconds, value))
+
+
+def non_awaitable(value: T, *, probe: Probe | None = None) -> TaskFn:
+    """A plain (sync) function: it returns ``value`` itself, not an awaitable."""
+
+    def run(resource: FaultyResource) -> T:
+        resource.acquire(probe if probe is not None else run)
+        if probe is not None:
+            probe.started(resource)
+        resource.release(probe if probe is not None else run)
+        if probe is not None:
+            probe.finished(resource, None)
+        return value
+
+    return run
+
+
+def task(step: Step, value: T, probe: Probe | None = None) -> TaskFn:
+    """The task that ``step`` describes, returning ``value`` when it succeeds."""
+    kind = step.kind
+    if kind == "ok":
+        return succeed(value, steps=step.steps, probe=probe)
+    if kind == "healthy":
+        return fail_healthy(steps=step.steps, probe=probe)
+    if kind == "unhealthy":
+        return fail_unhealthy(steps=step.steps, probe=probe)
+    if kind == "fatal":
+        return raise_base(steps=step.steps, probe=probe)
+    if kind == "ignore_cancel":
+        return ignore_cancellation(value, steps=step.steps, then_raise=step.then_raise, probe=probe)
+    if kind == "block":
+        return block_loop(value, seconds=step.block, probe=probe)
+    return non_awaitable(value, probe=probe)
+
+
+# ------------------------------------------------------------------------ callers
+
+CallKind = Literal["value", "error", "cancelled", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """How a :meth:`RandomCaller.call` ended."""
+
+    kind: CallKind
+    value: T | None = None
+    error: BaseException | None = None
+
+
+class RandomCaller:
+    """Awaits calls like an impatient client, reproducibly (a seeded ``random.Random``).
+
+    Each :meth:`call` draws one of: wait for the answer; cancel the calling task after a
+    random number (0..``max_steps``) of loop steps; or time out after a random delay
+    (0..``max_timeout`` seconds), which is a cancellation scheduled with
+    ``loop.call_later`` exactly as ``asyncio.timeout()`` does it. ``on_cancel`` is called
+    right before the cancellation is delivered (a ledger marks it there).
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        cancel_rate: float = 0.1,
+        timeout_rate: float = 0.1,
+        max_steps: int = 20,
+        max_timeout: float = 0.005,
+    ) -> None:
+        self.rng = rng
+        self.cancel_rate = cancel_rate
+        self.timeout_rate = timeout_rate
+        self.max_steps = max_steps
+        self.max_timeout = max_timeout
+        self.counts: Counter[str] = Counter()
+
+    async def call(
+        self, make: Callable[[], Awaitable[T]], *, on_cancel: Callable[[], object] | None = None
+    ) -> Outcome[T]:
+        """Await ``make()``, maybe giving up at a random point; never raises for it."""
+        current = asyncio.current_task()
+        assert current is not None, "RandomCaller.call must run in a task"
+        loop = asyncio.get_running_loop()
+        draw = self.rng.random()
+        mode = (
+            "cancel"
+            if draw < self.cancel_rate
+            else "timeout"
+            if draw < self.cancel_rate + self.timeout_rate
+            else "wait"
+        )
+        fired = False
+        over = False
+        handle: asyncio.Handle | None = None
+        base = current.cancelling()
+
+        def fire() -> None:
+            nonlocal fired, handle
+            handle = None
+            if over or current.done():
+                return
+            fired = True
+            if on_cancel is not None:
+                on_cancel()
+            current.cancel()
+
+        def tick(left: int) -> None:
+            nonlocal handle
+            if left <= 0:
+                fire()
+            else:
+                handle = loop.call_soon(tick, left - 1)
+
+        if mode == "cancel":
+            handle = loop.call_soon(tick, self.rng.randint(0, self.max_steps))
+        elif mode == "timeout":
+            handle = loop.call_later(self.rng.uniform(0.0, self.max_timeout), fire)
+        try:
+            value = await make()
+        except asyncio.CancelledError:
+            if fired and current.uncancel() <= base:
+                kind: CallKind = "timeout" if mode == "timeout" else "cancelled"
+                self.counts[kind] += 1
+                return Outcome(kind)
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if fired:
+                current.uncancel()  # the callee turned our cancel into an error
+            self.counts["error"] += 1
+            return Outcome("error", error=exc)
+        finally:
+            over = True
+            if handle is not None:
+                handle.cancel()
+        if fired:
+            current.uncancel()  # the callee swallowed our cancel
+        self.counts["value"] += 1
+        return Outcome("value", value=value)
+
+
+# ------------------------------------------------------------------------- logger
+
+
+class ListLogger:
+    """A tasker_aio Logger that keeps the last records (debug is dropped) and counts."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self.records: deque[tuple[str, str]] = deque(maxlen=keep)
+        self.counts: Counter[str] = Counter()
+
+    def _log(self, level: str, msg: str, args: tuple[Any, ...]) -> None:
+        self.counts[level] += 1
+        self.records.append((level, msg % args if args else msg))
+
+    def debug(self, msg: str, *args: Any) -> None:
+        self.counts["debug"] += 1
+
+    def info(self, msg: str, *args: Any) -> None:
+        self._log("info", msg, args)
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self._log("warning", msg, args)
+
+    def error(self, msg: str, *args: Any) -> None:
+        self._log("error", msg, args)
+
+
+# ------------------------------------------------------------------------- ledger
+
+Form = Literal["await", "future", "callback", "run_task", "map"]
+AWAIT_METHODS = (
+    "queue_task",
+    "queue_task_with_priority",
+    "queue_task_once",
+    "queue_task_with_priority_once",
+)
+FUTURE_METHODS = (
+    "submit",
+    "queue_task_async",
+    "queue_task_with_priority_async",
+    "queue_task_once_async",
+    "queue_task_with_priority_once_async",
+)
+CALLBACK_METHODS = (
+    "queue_task_with_callback",
+    "queue_task_with_priority_with_callback",
+    "queue_task_once_with_callback",
+    "queue_task_with_priority_once_with_callback",
+)
+
+_DEFAULT_METHODS: dict[str, str] = {
+    "await": "queue_task",
+    "future": "submit",
+    "callback": "queue_task_with_callback",
+    "run_task": "run_task",
+    "map": "map",
+}
+
+# Ticket states (the model's view of a submission).
+NEW = 0  # made, not submitted yet
+PENDING = 1  # an awaiting submission that may still wait for room in a full queue
+QUEUED = 2  # accepted, in a queue (or, for run_task, accepted and not started)
+RUNNING = 3  # an attempt is running and the caller still waits
+WAITING = 4  # failed healthily, waiting out its backoff
+FINAL = 5  # its outcome is decided
+REJECTED = 6  # never accepted (stopping, queue full, or withdrawn by its caller)
+_STATE_NAMES = ("new", "pending", "queued", "running", "waiting", "final", "rejected")
+
+_NOT_AWAITABLE = TypeError("task function returned a non-awaitable (model placeholder)")
+_EPSILON = 0.005  # seconds of slack when deciding whether a backoff timer has fired
+_KILLED = "task manager was killed"
+_STOPPING = "task manager is shutting down"
+
+Expect = tuple[str, object]
+
+
+class Ticket:
+    """One submission as the ledger models it; also the probe of its attempts."""
+
+    __slots__ = (
+        "accepted",
+        "answers",
+        "attempts",
+        "caller",
+        "cancelled",
+        "due",
+        "errors",
+        "expect",
+        "fail_pending",
+        "form",
+        "future",
+        "healthy",
+        "home",
+        "ident",
+        "in_attempt",
+        "in_call",
+        "ledger",
+        "method",
+        "once",
+        "outcome",
+        "plan",
+        "queue",
+        "retries",
+        "state",
+        "step",
+        "unhealthy",
+    )
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        ident: int,
+        form: Form,
+        plan: Sequence[Step],
+        method: str,
+        priority: bool,
+        once: bool,
+        retries: int,
+    ) -> None:
+        self.ledger = ledger
+        self.ident = ident
+        self.form: Form = form
+        self.plan = tuple(plan) or (Step(),)
+        self.method = method
+        self.home = "priority" if priority else "main"
+        self.queue = self.home
+        self.once = once
+        self.retries = retries
+        self.state = NEW
+        self.accepted: bool | None = None  # None: not known (yet)
+        self.cancelled = False
+        self.in_call = False
+        self.in_attempt = False
+        self.fail_pending = False
+        self.attempts = 0
+        self.healthy = 0
+        self.unhealthy = 0
+        self.errors: list[BaseException] = []
+        self.outcome = ""
+        self.expect: Expect | None = None
+        self.answers = 0
+        self.due = 0.0
+        self.step = self.plan[0]
+        self.future: asyncio.Future[int] | None = None
+        self.caller: asyncio.Task[Any] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Ticket {self.ident} {self.form}/{self.method} {_STATE_NAMES[self.state]}"
+            f" {self.outcome or '-'} plan={[s.kind for s in self.plan]}"
+            f" attempts={self.attempts} answers={self.answers}>"
+        )
+
+    def fn(self, resource: FaultyResource) -> Any:
+        """The task function handed to the manager; each call is one attempt."""
+        step = self.plan[min(self.attempts, len(self.plan) - 1)]
+        self.step = step
+        return task(step, self.ident, self)(resource)
+
+    def started(self, resource: FaultyResource) -> None:
+        self.ledger._started(self)
+
+    def finished(self, resource: FaultyResource, error: BaseException | None) -> None:
+        self.ledger._finished(self, error)
+
+
+def _map_fn(resource: FaultyResource, ticket: Ticket) -> Any:
+    return ticket.fn(resource)
+
+
+class MapBatch:
+    """One ``map()`` call: its consumer task and the tickets it pulled."""
+
+    def __init__(self, ordered: bool, limit: int) -> None:
+        self.ordered = ordered
+        self.limit = limit
+        self.pulled: list[Ticket] = []
+        self.yielded: set[int] = set()
+        self.consumer: asyncio.Task[Any] | None = None
+        self.cancelled = False
+        self.closed = False
+        self.values: list[int] = []
+
+    def in_flight(self) -> list[Ticket]:
+        return [
+            t
+            for t in self.pulled
+            if t.ident not in self.yielded and t.state not in (REJECTED, NEW) and t.answers == 0
+        ]
+
+
+class Ledger:
+    """A TaskManager over :class:`FaultyResources`, and a model of what it must do.
+
+    ``config`` is passed to :class:`~tasker_aio.Config`; the ledger fills in
+    ``on_create``/``on_destroy`` (from ``resources``), ``check_health``
+    (:func:`check_health` unless given), ``logger`` (a :class:`ListLogger`) and wraps
+    ``retry_backoff`` to see each delay. Submit through the ledger's methods, cancel
+    through :meth:`cancel`/:meth:`note_cancel`, shut down through :meth:`stop`/
+    :meth:`kill`, and read :meth:`problems` between loop steps and at the end.
+
+    The model follows SPEC.md: one arrival per accepted submission; a completion per
+    value; a failure per task that ends with an error after running, or that its caller
+    cancelled while it ran or waited out a backoff, or that kill() stopped after it ran;
+    neither for a task discarded from its queue or killed before it ever ran.
+    """
+
+    def __init__(
+        self,
+        resources: FaultyResources | None = None,
+        *,
+        keep_history: bool = True,
+        sync_factories: bool = False,
+        **config: Any,
+    ) -> None:
+        self.resources = resources if resources is not None else FaultyResources()
+        self.resources.limit = self._resource_bound
+        self.logger = ListLogger()
+        inner_backoff = config.pop("retry_backoff", None) or exponential_backoff()
+        settings: dict[str, Any] = {
+            "on_create": (self.resources.create_sync if sync_factories else self.resources.create),
+            "on_destroy": (
+                self.resources.destroy_sync if sync_factories else self.resources.destroy
+            ),
+            "check_health": check_health,
+            "logger": self.logger,
+            "retry_backoff": self._observed(inner_backoff, None),
+        }
+        settings.update(config)
+        self.config: Config[FaultyResource] = Config(**settings)
+        self.manager: TaskManager[FaultyResource, int] = TaskManager(self.config)
+        workers: int = settings["worker_count"]
+        self.worker_count = workers
+        self.max_workers: int = settings.get("max_worker_count") or 2 * workers
+        pool = settings.get("resource_pool_size")
+        self.pool_size: int = workers if pool is None else pool
+        self.max_retries: int = settings.get("max_retries", 3)
+        self.task_retries: int = settings.get("task_retries", 0)
+        self.queue_size: int = settings.get("max_queue_size", 0)
+        self.health: Callable[[BaseException], bool] | None = settings["check_health"]
+        self.keep_history = keep_history
+        self.history: list[Ticket] = []
+        self.live: dict[int, Ticket] = {}
+        self.next_ident = 0
+        self.violations: list[str] = []
+        # The model's running totals.
+        self.arrived = 0
+        self.unsure = 0  # submissions whose acceptance cannot be known (cancelled waiting)
+        self.completed = 0
+        self.failed = 0
+        self.ambiguous = 0  # failure or neither: cancelled as a backoff timer fired
+        self.retried = 0
+        self.neither = 0
+        self.rejected = 0
+        self.fail_pending = 0
+        self.in_attempt_workers = 0
+        self.run_in_flight = 0
+        self.queued = {"main": 0, "priority": 0, "run": 0}
+        self.maybe = {"main": 0, "priority": 0}
+        # Cancels whose effect (a discard, a failure count) runs in a scheduled callback.
+        self.lag = {"main": 0, "priority": 0, "failed": 0}
+        self.waiting: set[Ticket] = set()
+        self.stop_seen = False
+        self.kill_seen = False
+        self._last_failed: Ticket | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.open = 0  # tickets not answered yet
+        self.forms: Counter[str] = Counter()
+
+    # -------------------------------------------------------------- model state
+
+    def _resource_bound(self) -> int:
+        # Workers (base + burst, creating included) + the pool + temporaries of run_task.
+        return self.max_workers + self.pool_size + self.run_in_flight
+
+    def violation(self, message: str) -> None:
+        if len(self.violations) < 100:
+            self.violations.append(message)
+
+    def _move(self, t: Ticket, state: int, queue: str | None = None) -> None:
+        old = t.state
+        if old == QUEUED:
+            self.queued[t.queue] -= 1
+        elif old == WAITING:
+            self.waiting.discard(t)
+        elif old == PENDING:
+            self.maybe[t.home] -= 1
+        if state == QUEUED:
+            t.queue = queue or t.home
+            self.queued[t.queue] += 1
+        elif state == WAITING:
+            self.waiting.add(t)
+        elif state == PENDING:
+            self.maybe[t.home] += 1
+        t.state = state
+
+    def _final(self, t: Ticket, outcome: str, expect: Expect) -> None:
+        self._move(t, FINAL)
+        t.outcome = outcome
+        t.expect = expect
+        if outcome == "completed":
+            self.completed += 1
+        elif outcome == "failed":
+            self.failed += 1
+        elif outcome == "ambiguous":
+            self.ambiguous += 1
+        else:
+            self.neither += 1
+        self._retire(t)
+
+    def _reject(self, t: Ticket, why: str) -> None:
+        self._move(t, REJECTED)
+        t.accepted = False
+        t.expect = (why, None)
+        self.rejected += 1
+        self._retire(t)
+
+    def _accept(self, t: Ticket) -> None:
+        t.accepted = True
+        self.arrived += 1
+        if t.form == "run_task":
+            self._move(t, QUEUED, "run")
+        else:
+            self._move(t, QUEUED)
+
+    def _resolve(self, t: Ticket, accepted: bool) -> None:
+        """A PENDING submission turned out accepted (it ran or was killed) or not."""
+        if t.accepted is None:
+            t.accepted = accepted
+            if accepted:
+                self.arrived += 1
+            if t.cancelled:
+                self.unsure -= 1
+
+    def _retire(self, t: Ticket) -> None:
+        """Forget a decided, answered ticket that holds no resource (bounded memory)."""
+        if t.state in (FINAL, REJECTED) and t.answers and not t.in_attempt and t.ident in self.live:
+            del self.live[t.ident]
+
+    def _sync(self) -> None:
+        """Apply a shutdown the model has not seen yet: backoffs end at once."""
+        if not self.stop_seen and self.manager.state in ("stopping", "stopped"):
+            self.stop_seen = True
+            for t in list(self.waiting):
+                self._move(t, QUEUED)
+        if self._last_failed is not None:
+            self.violation(
+                f"{self._last_failed!r}: the model expected a healthy re-run, but the manager"
+                " never asked its backoff"
+            )
+            self._last_failed = None
+
+    def _enter(self, t: Ticket) -> None:
+        """An awaiting submission (or a map item) is being made, right now."""
+        if self.manager.state != "running":
+            t.expect = ("stopping", None)
+            self._move(t, PENDING)  # answered with ManagerStoppedError at once
+            return
+        # A caller cancelled while waiting for room leaves the line only when it wakes
+        # up (a step later, see _lag): until then a newcomer queues behind it.
+        room = self.queue_size == 0 or (
+            self.maybe[t.home] == 0
+            and self.lag[t.home] == 0
+            and self._live(t.home) < self.queue_size
+        )
+        if room:
+            self._accept(t)
+        else:
+            self._move(t, PENDING)
+
+    def _live(self, queue: str) -> int:
+        stats = self.manager.stats()
+        return stats.priority_tasks if queue == "priority" else stats.queued_tasks
+
+    def _healthy(self, error: BaseException) -> bool:
+        if self.health is None:
+            return True
+        try:
+            return bool(self.health(error))
+        except Exception:
+            return True
+
+    def _observed(
+        self, inner: Callable[[int], float], ticket: Ticket | None
+    ) -> Callable[[int], float]:
+        def backoff(attempt: int) -> float:
+            delay = inner(attempt)
+            t, self._last_failed = self._last_failed, None
+            if ticket is not None and t is not ticket:
+                self.violation(f"{ticket!r}'s backoff was called for another task")
+            if t is None:
+                self.violation("retry_backoff called with no healthy failure to re-run")
+                return delay
+            if attempt != t.healthy:
+                self.violation(f"{t!r}: backoff({attempt}) for healthy re-run {t.healthy}")
+            if t.state == QUEUED and delay > 0 and self.manager.state == "running":
+                self._move(t, WAITING)
+                t.due = time.monotonic() + float(delay)
+            return delay
+
+        return backoff
+
+    # ------------------------------------------------------- attempts (probes)
+
+    def _started(self, t: Ticket) -> None:
+        self._sync()
+        t.attempts += 1
+        worker = t.form != "run_task"
+        if t.in_attempt:
+            self.violation(f"{t!r} started while an attempt of it was still running")
+        t.in_attempt = True
+        if worker:
+            self.in_attempt_workers += 1
+        state = t.state
+        if state == PENDING:
+            self._resolve(t, True)
+        elif state == WAITING:
+            now = time.monotonic()
+            if self.manager.state == "running" and now < t.due - _EPSILON:
+                self.violation(f"{t!r} re-ran {t.due - now:.3f}s before its backoff ended")
+        elif state != QUEUED:
+            why = (
+                "after its caller cancelled it"
+                if t.cancelled
+                else "after it was answered"
+                if state == FINAL
+                else "before it was accepted"
+            )
+            self.violation(f"{t!r} started {why}")
+            return
+        self._move(t, RUNNING)
+
+    def _finished(self, t: Ticket, error: BaseException | None) -> None:
+        self._sync()
+        if t.in_attempt:
+            t.in_attempt = False
+            if t.form != "run_task":
+                self.in_attempt_workers -= 1
+        if t.fail_pending:
+            t.fail_pending = False
+            self.fail_pending -= 1
+        if t.state != RUNNING:
+            self._retire(t)
+            return
+        lib_error = _NOT_AWAITABLE if t.step.kind == "not_awaitable" else error
+        if t.form == "run_task":
+            if lib_error is None:
+                self._final(t, "completed", ("value", t.ident))
+            else:
+                self._final(t, "failed", ("error", lib_error))
+            return
+        if lib_error is None:
+            self._final(t, "completed", ("value", t.ident))
+            return
+        healthy = self._healthy(lib_error)
+        t.errors.append(lib_error)
+        if healthy:
+            t.healthy += 1
+            last = t.once or t.healthy > t.retries
+        else:
+            t.unhealthy += 1
+            last = t.once or t.unhealthy > self.max_retries
+        if last:
+            if len(t.errors) == 1 and healthy:
+                self._final(t, "failed", ("error", lib_error))
+            else:
+                self._final(t, "failed", ("retries", tuple(t.errors)))
+            return
+        self.retried += 1
+        self._move(t, QUEUED, t.home if healthy else "priority")
+        if healthy:
+            self._last_failed = t  # the manager asks its backoff next, synchronously
+
+    # ------------------------------------------------------------ cancellation
+
+    def _cancelled(self, t: Ticket, *, scheduled: bool) -> None:
+        """The caller of ``t`` gave up now; ``scheduled``: the discard runs next step."""
+        self._sync()
+        t.cancelled = True
+        state = t.state
+        if t.form == "run_task" and state != NEW:
+            return  # it runs in its caller's task: its own outcome decides
+        if state == NEW:
+            self._reject(t, "withdrawn")
+            self._count_answer(t)
+            self._retire(t)
+        elif state == PENDING:
+            if t.expect is not None:  # being refused: it gets ManagerStoppedError anyway
+                return
+            self.unsure += 1
+            self._move(t, FINAL)
+            t.outcome = "neither"
+            t.expect = ("cancelled", None)
+            self.neither += 1
+            self._lag(t.home, scheduled)
+        elif state == QUEUED:
+            queue = t.queue
+            self._final(t, "neither", ("cancelled", None))
+            if queue != "run":
+                self._lag(queue, scheduled)
+        elif state == RUNNING:
+            self._final(t, "failed", ("cancelled", None))
+            t.fail_pending = True
+            self.fail_pending += 1
+        elif state == WAITING:
+            if time.monotonic() < t.due - _EPSILON:
+                self._final(t, "failed", ("cancelled", None))
+            else:  # its timer may have re-queued it already: failure or neither
+                self._final(t, "ambiguous", ("cancelled", None))
+                self._lag(t.home, scheduled)
+            if scheduled:  # the manager counts it when the future's callback runs
+                self.lag["failed"] += 1
+                self._later(self._lagged, "failed")
+
+    def _lag(self, queue: str, scheduled: bool) -> None:
+        if scheduled:
+            self.lag[queue] += 1
+            self._later(self._lagged, queue)
+
+    @staticmethod
+    def _later(callback: Callable[[str], None], key: str) -> None:
+        """Run ``callback(key)`` after every callback scheduled in this step (two hops:
+        the cancel that follows a mark schedules the manager's own callbacks)."""
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, callback, key)
+
+    def _lagged(self, queue: str) -> None:
+        self.lag[queue] -= 1
+
+    def note_cancel(self, t: Ticket) -> None:
+        """``t``'s caller task is being cancelled right now (call just before)."""
+        if t.form == "map":
+            return
+        if t.state == NEW:
+            self._cancelled(t, scheduled=True)
+        elif t.in_call:
+            self._cancelled(t, scheduled=True)
+            t.cancelled = True
+
+    def cancel(self, target: Ticket | MapBatch) -> bool:
+        """Cancel a future, an awaiting caller, a run_task caller or a map consumer."""
+        if isinstance(target, MapBatch):
+            return self._cancel_map(target)
+        t = target
+        if t.form == "future":
+            assert t.future is not None
+            if t.future.cancel():
+                self._cancelled(t, scheduled=True)
+                return True
+            return False
+        caller = t.caller
+        if caller is None or caller.done() or t.form not in ("await", "run_task"):
+            return False
+        self.note_cancel(t)
+        caller.cancel()
+        return True
+
+    def _cancel_map(self, batch: MapBatch) -> bool:
+        consumer = batch.consumer
+        if consumer is None or consumer.done() or batch.closed:
+            return False
+        if any(t.state == PENDING for t in batch.pulled):
+            # The consumer waits for room, or awaits the head's future: the model cannot
+            # tell which of the two its cancellation would hit, so it leaves it be.
+            return False
+        batch.cancelled = True
+        if batch.ordered:
+            # The consumer awaits the head's future; cancelling it cancels that future.
+            head = batch.in_flight()
+            if head and head[0].state != FINAL:
+                self._cancelled(head[0], scheduled=True)
+        consumer.cancel()
+        return True
+
+    # ------------------------------------------------------------------ answers
+
+    def _count_answer(self, t: Ticket) -> None:
+        t.answers += 1
+        if t.answers == 1:
+            self.open -= 1
+
+    def _answered(self, t: Ticket, value: int | None, error: BaseException | None) -> None:
+        self._sync()
+        self._count_answer(t)
+        if t.answers > 1:
+            self.violation(f"{t!r} answered {t.answers} times")
+            return
+        problem = self._judge(t, value, error)
+        if problem:
+            self.violation(f"{t!r} expected {t.expect!r}, got {problem}")
+        self._retire(t)
+
+    def _judge(self, t: Ticket, value: int | None, error: BaseException | None) -> str:
+        """Why the answer is wrong, or ''."""
+        got = f"value {value!r}" if error is None else f"{type(error).__name__}: {error}"
+        if t.form == "run_task":
+            return self._judge_run(t, value, error, got)
+        if isinstance(error, asyncio.CancelledError):
+            return "" if t.cancelled else got + " though nobody cancelled it"
+        if isinstance(error, ManagerStoppedError) and str(error) == _STOPPING:
+            if t.state == PENDING and t.accepted is None:
+                self._reject(t, "stopping")
+                return ""
+            return "" if t.state == REJECTED and t.expect == ("stopping", None) else got
+        if isinstance(error, ManagerStoppedError) and str(error) == _KILLED:
+            if t.state == PENDING:
+                self._resolve(t, True)
+                self._final(t, "neither", ("killed", None))
+                return ""
+            return "" if t.expect == ("killed", None) else got
+        if t.state == REJECTED:
+            return "" if _matches(t.expect, value, error) else got
+        if t.state != FINAL:
+            return got + f" while the model has it {_STATE_NAMES[t.state]}"
+        return "" if _matches(t.expect, value, error) else got
+
+    def _judge_run(
+        self, t: Ticket, value: int | None, error: BaseException | None, got: str
+    ) -> str:
+        """run_task: the task's own outcome, or what stopped it before it started."""
+        if t.state == REJECTED:
+            return "" if _matches(t.expect, value, error) else got
+        if isinstance(error, asyncio.CancelledError):
+            return "" if t.cancelled else got + " though nobody cancelled it"
+        if isinstance(error, ManagerStoppedError):
+            return "" if str(error) == _KILLED and self.kill_seen else got
+        if t.attempts == 0:  # never started: only a failed temporary resource explains it
+            ok = (
+                isinstance(error, ResourceCreationError)
+                and str(error).startswith("failed to create temporary resource")
+                and isinstance(error.__cause__, CreateFault)
+            )
+            return "" if ok else got
+        if t.state != FINAL:
+            return got + f" while the model has it {_STATE_NAMES[t.state]}"
+        return "" if _matches(t.expect, value, error) else got
+
+    # -------------------------------------------------------------- submitting
+
+    def ticket(
+        self,
+        plan: Sequence[Step],
+        form: Form,
+        method: str = "",
+        *,
+        priority: bool = False,
+        once: bool = False,
+        retries: int | None = None,
+    ) -> Ticket:
+        """A new ticket for ``plan``; ``method`` (default: the form's plain method) picks
+        the entry point, and priority/once with it."""
+        method = method or _DEFAULT_METHODS[form]
+        if "priority" in method:
+            priority = True
+        if "once" in method:
+            once = True
+        self.next_ident += 1
+        t = Ticket(
+            self,
+            self.next_ident,
+            form,
+            plan,
+            method,
+            priority,
+            once,
+            self.task_retries if retries is None else retries,
+        )
+        self.live[t.ident] = t
+        self.open += 1
+        if self.keep_history:
+            self.history.append(t)
+        self.forms[t.method] += 1
+        return t
+
+    def submit(
+        self,
+        plan: Sequence[Step],
+        method: str = "submit",
+        *,
+        priority: bool = False,
+        once: bool = False,
+        retries: int | None = None,
+        backoff: Callable[[int], float] | None = None,
+    ) -> Ticket:
+        """Submit through ``submit`` or a ``*_async`` method; the future is ``t.future``."""
+        t = self.ticket(plan, "future", method, priority=priority, once=once, retries=retries)
+        prediction = self._predict(t)
+        if method == "submit":
+            future = self.manager.submit(
+                t.fn,
+                priority=t.home == "priority",
+                once=t.once,
+                retries=retries,
+                backoff=None if backoff is None else self._observed(backoff, t),
+            )
+        else:
+            future = getattr(self.manager, method)(t.fn)
+        t.future = future
+        if future.done():
+            error = None if future.cancelled() else future.exception()
+            why = "full" if isinstance(error, QueueFullError) else "stopping"
+            if prediction == "accept":
+                self.violation(f"{t!r} refused with {error!r} though its queue had room")
+            self._reject(t, why)
+        else:
+            if prediction != "accept":
+                self.violation(f"{t!r} accepted though the model expected {prediction}")
+            self._accept(t)
+        future.add_done_callback(partial(self._future_done, t))
+        return t
+
+    def _predict(self, t: Ticket) -> str:
+        if self.manager.state != "running":
+            return "stopping"
+        if self.queue_size and self._live(t.home) >= self.queue_size:
+            return "full"
+        return "accept"
+
+    def _future_done(self, t: Ticket, future: asyncio.Future[int]) -> None:
+        if future.cancelled():
+            self._answered(t, None, asyncio.CancelledError())
+        elif future.exception() is not None:
+            self._answered(t, None, future.exception())
+        else:
+            self._answered(t, future.result(), None)
+
+    def callback(
+        self,
+        plan: Sequence[Step],
+        method: str = "queue_task_with_callback",
+        *,
+        coroutine: bool = False,
+        raises: bool = False,
+    ) -> Ticket:
+        """Submit through a ``*_with_callback`` method (a sync or async callback)."""
+        t = self.ticket(plan, "callback", method)
+        prediction = self._predict(t)
+
+        def answer(value: int | None, error: BaseException | None) -> None:
+            self._answered(t, value, error)
+            if raises:
+                raise CallbackFault("callback failed (injected)")
+
+        async def answer_later(value: int | None, error: BaseException | None) -> None:
+            await asyncio.sleep(0)
+            answer(value, error)
+
+        getattr(self.manager, method)(t.fn, answer_later if coroutine else answer)
+        if prediction == "accept":
+            self._accept(t)
+        else:
+            self._reject(t, prediction)
+        return t
+
+    async def call(self, t: Ticket) -> int:
+        """Await ``t`` through its queue_task* method, from the current task."""
+        if t.caller is None:
+            t.caller = asyncio.current_task()
+        self._enter(t)
+        t.in_call = True
+        try:
+            value: int = await getattr(self.manager, t.method)(t.fn)
+        except BaseException as exc:
+            t.in_call = False
+            self._answered(t, None, exc)
+            raise
+        t.in_call = False
+        if t.cancelled and t.state != REJECTED:
+            self.violation(f"{t!r}: its caller was cancelled but got the value {value!r}")
+        self._answered(t, value, None)
+        return value
+
+    async def run(self, t: Ticket) -> int:
+        """Call ``run_task`` for ``t`` from the current task."""
+        if t.caller is None:
+            t.caller = asyncio.current_task()
+        counted = self.manager.state == "running"
+        if counted:
+            self._accept(t)
+            self.run_in_flight += 1
+        else:
+            self._move(t, REJECTED)
+            t.accepted = False
+            t.expect = ("stopping", None)
+            self.rejected += 1
+        t.in_call = True
+        try:
+            value = await self.manager.run_task(t.fn)
+        except BaseException as exc:
+            self._ran(t, counted)
+            self._answered(t, None, exc)
+            raise
+        self._ran(t, counted)
+        self._answered(t, value, None)
+        return value
+
+    def _ran(self, t: Ticket, counted: bool) -> None:
+        t.in_call = False
+        if counted:
+            self.run_in_flight -= 1
+        if t.state == QUEUED and t.attempts == 0:  # never started: neither
+            self._final(t, "neither", ("unstarted", None))
+
+    def spawn(self, t: Ticket, *, caller: RandomCaller | None = None) -> None:
+        """Run :meth:`call` (or :meth:`run` for run_task) for ``t`` in a new task.
+
+        The task is ``t.caller``; with ``caller``, a :class:`RandomCaller` makes the call.
+        """
+        make = partial(self.run, t) if t.form == "run_task" else partial(self.call, t)
+        if caller is None:
+            coro: Awaitable[Any] = make()
+        else:
+            coro = caller.call(make, on_cancel=partial(self.note_cancel, t))
+        spawned = asyncio.ensure_future(coro)
+        t.caller = spawned
+        self.tasks.add(spawned)
+        spawned.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, spawned: asyncio.Task[Any]) -> None:
+        self.tasks.discard(spawned)
+        if not spawned.cancelled():
+            spawned.exception()  # retrieved: the ledger has judged it already
+
+    def map(
+        self,
+        plans: Sequence[Sequence[Step]],
+        *,
+        priority: bool = False,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+        take: int | None = None,
+    ) -> MapBatch:
+        """Start a ``map()`` over ``plans`` in a consumer task; ``take`` stops early."""
+        limit = max_in_flight if max_in_flight is not None else 2 * self.max_workers
+        batch = MapBatch(ordered, limit)
+        consumer = asyncio.ensure_future(
+            self._consume(batch, plans, priority, ordered, max_in_flight, take)
+        )
+        batch.consumer = consumer
+        self.tasks.add(consumer)
+        consumer.add_done_callback(self._spawned_done)
+        return batch
+
+    def _pull(
+        self, batch: MapBatch, plans: Sequence[Sequence[Step]], priority: bool
+    ) -> Iterator[Ticket]:
+        for plan in plans:
+            self._admitted(batch)  # map() pulls the next item only once the last is in
+            in_flight = sum(
+                1 for t in batch.pulled if t.ident not in batch.yielded and t.state != REJECTED
+            )
+            if in_flight >= batch.limit:
+                self.violation(f"map pulled an item with {in_flight} in flight (max {batch.limit})")
+            t = self.ticket(plan, "map", "map", priority=priority)
+            batch.pulled.append(t)
+            self._enter(t)
+            yield t
+        self._admitted(batch)
+
+    def _admitted(self, batch: MapBatch) -> None:
+        """The consumer moved on: every item it was (maybe) waiting to queue is queued."""
+        for t in batch.pulled:
+            if t.state == PENDING and t.expect is None and not t.cancelled:
+                self._resolve(t, True)
+                self._move(t, QUEUED)
+
+    async def _consume(
+        self,
+        batch: MapBatch,
+        plans: Sequence[Sequence[Step]],
+        priority: bool,
+        ordered: bool,
+        max_in_flight: int | None,
+        take: int | None,
+    ) -> list[int]:
+        results = self.manager.map(
+            _map_fn,
+            self._pull(batch, plans, priority),
+            priority=priority,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+        )
+        try:
+            async for value in results:
+                self._map_yielded(batch, value)
+                if take is not None and len(batch.values) >= take:
+                    break
+        except BaseException as exc:
+            self._map_raised(batch, exc)
+            raise
+        finally:
+            await results.aclose()
+            self._map_closed(batch)
+        return batch.values
+
+    def _map_yielded(self, batch: MapBatch, value: int) -> None:
+        if self.manager.state == "running":  # else the last item may have been refused
+            self._admitted(batch)
+        flight = batch.in_flight()
+        t = next((t for t in flight if t.ident == value), None)
+        if t is None:
+            self.violation(f"map yielded {value!r}, not one of its items in flight")
+            return
+        if batch.ordered and flight[0] is not t:
+            self.violation(f"ordered map yielded {t!r} before {flight[0]!r}")
+        batch.yielded.add(t.ident)
+        batch.values.append(value)
+        self._answered(t, value, None)
+
+    def _map_raised(self, batch: MapBatch, error: BaseException) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            if not batch.cancelled:
+                self.violation("map raised CancelledError though nobody cancelled it")
+            return
+        if isinstance(error, ManagerStoppedError) and str(error) == _STOPPING:
+            refused = [t for t in batch.pulled if t.state == PENDING and t.answers == 0]
+            if not refused:
+                self.violation("map raised 'shutting down' though it had no refused item")
+            for t in refused:
+                self._answered(t, None, error)
+            return
+        if self.manager.state == "running":  # a task error comes after the last admission
+            self._admitted(batch)
+        flight = batch.in_flight()
+        candidates = flight[:1] if batch.ordered else flight
+        for t in candidates:
+            if t.state == PENDING or _matches(t.expect, None, error):
+                batch.yielded.add(t.ident)
+                self._answered(t, None, error)
+                return
+        self.violation(f"map raised {error!r}, which none of {candidates!r} expects")
+
+    def _map_closed(self, batch: MapBatch) -> None:
+        batch.closed = True
+        for t in batch.in_flight():
+            if t.state == PENDING and t.expect is not None:
+                self._reject(t, "stopping")  # refused by shutdown; never accepted
+            elif t.state not in (FINAL, REJECTED):
+                self._cancelled(t, scheduled=False)  # the map cancels what it leaves
+            self._count_answer(t)  # decided; the map drops its answer by design
+            self._retire(t)
+        batch.pulled.clear()
+
+    # ----------------------------------------------------------------- shutdown
+
+    async def stop(self) -> None:
+        """``manager.stop()``; the model sees the drain begin."""
+        await self.manager.stop()
+
+    async def kill(self) -> None:
+        """``manager.kill()``; the model answers every undecided task first."""
+        self._sync()
+        if self.manager.state != "stopped":
+            self.kill_seen = True
+            for t in list(self.live.values()):
+                if t.form == "run_task":
+                    continue
+                if t.state in (QUEUED, WAITING):
+                    self._final(t, "failed" if t.attempts else "neither", ("killed", None))
+                elif t.state == RUNNING:
+                    self._final(t, "failed", ("killed", None))
+                if t.fail_pending:  # kill() counts the interrupted task now
+                    t.fail_pending = False
+                    self.fail_pending -= 1
+        await self.manager.kill()
+
+    async def settle(self, rounds: int = 10) -> None:
+        """Let callbacks scheduled with call_soon run."""
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def quiet(self, seconds: float = 60.0) -> None:
+        """Wait until every ticket has its answer and every caller task has ended.
+
+        Raises:
+            AssertionError: still not so after ``seconds`` (a hang detector).
+        """
+        deadline = time.monotonic() + seconds
+        while self.open or self.tasks:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"callers never answered: {self.unanswered()[:5]}")
+            await asyncio.sleep(0.0005)
+
+    def unanswered(self) -> list[Ticket]:
+        return [t for t in self.live.values() if t.answers == 0]
+
+    # ------------------------------------------------------------------ checks
+
+    def problems(self, *, final: bool = False, metrics: bool = True) -> list[str]:
+        """Every invariant broken so far (call between loop steps, not inside one).
+
+        ``metrics=False`` skips comparing the metrics totals (``metrics()`` is costly).
+        """
+        self._sync()
+        found = self.violations + self.resources.problems(finished=final)
+        m = self.manager
+        if m.state == "new":
+            return found
+        stats = m.stats()
+        if stats.running_tasks != self.in_attempt_workers:
+            found.append(
+                f"stats().running_tasks={stats.running_tasks} but {self.in_attempt_workers}"
+                " tasks are running on workers"
+            )
+        for queue, live in (("main", stats.queued_tasks), ("priority", stats.priority_tasks)):
+            low = self.queued[queue]
+            high = low + self.maybe[queue] + self.lag[queue]
+            now = time.monotonic()  # the default loop's clock
+            high += sum(1 for t in self.waiting if t.home == queue and now >= t.due - _EPSILON)
+            if not low <= live <= high:
+                found.append(f"{queue} queue holds {live} live tasks; the model: {low}..{high}")
+        if stats.active_workers > self.max_workers:
+            found.append(f"{stats.active_workers} workers > max_worker_count {self.max_workers}")
+        if stats.base_workers > self.worker_count:
+            found.append(f"{stats.base_workers} base workers > worker_count {self.worker_count}")
+        if stats.available_resources > self.pool_size:
+            found.append(f"{stats.available_resources} pooled > pool size {self.pool_size}")
+        if metrics or final:
+            found.extend(self._metric_problems(m))
+        if final:
+            found.extend(self._final_problems(m))
+        return found
+
+    def _metric_problems(self, m: TaskManager[FaultyResource, int]) -> list[str]:
+        found: list[str] = []
+        metrics = m.metrics()
+        high = self.arrived + self.unsure + sum(self.maybe.values())
+        if not self.arrived <= metrics.total_tasks_arrived <= high:
+            found.append(
+                f"total_tasks_arrived={metrics.total_tasks_arrived}; the model counted"
+                f" {self.arrived}..{high}"
+            )
+        if metrics.total_tasks_completed != self.completed:
+            found.append(
+                f"total_tasks_completed={metrics.total_tasks_completed}; the model counted"
+                f" {self.completed}"
+            )
+        if metrics.total_tasks_retried != self.retried:
+            found.append(
+                f"total_tasks_retried={metrics.total_tasks_retried}; the model counted"
+                f" {self.retried}"
+            )
+        low = self.failed - self.fail_pending - self.lag["failed"]
+        high = self.failed + self.ambiguous
+        if not low <= metrics.total_tasks_failed <= high:
+            found.append(
+                f"total_tasks_failed={metrics.total_tasks_failed}; the model counted {low}..{high}"
+            )
+        return found
+
+    def _final_problems(self, m: TaskManager[FaultyResource, int]) -> list[str]:
+        found: list[str] = []
+        if m.state != "stopped":
+            found.append(f"manager state {m.state!r} after shutdown")
+        stats = m.stats()
+        busy = (
+            stats.running_tasks,
+            stats.queued_tasks,
+            stats.priority_tasks,
+            stats.active_workers,
+            stats.available_resources,
+        )
+        if any(busy):
+            found.append(f"stats() not back to zero after shutdown: {stats}")
+        if self.fail_pending:
+            found.append(f"{self.fail_pending} interrupted tasks never ended")
+        undecided = [t for t in self.live.values() if t.state not in (FINAL, REJECTED)]
+        if undecided:
+            found.append(f"tasks the model still expects to run: {undecided[:5]}")
+        unanswered = self.unanswered()
+        if unanswered:
+            found.append(f"callers never answered: {unanswered[:5]}")
+        running = [t for t in self.live.values() if t.in_attempt]
+        if running:
+            found.append(f"tasks still running after shutdown: {running[:5]}")
+        waiting = [task for task in self.tasks if not task.done()]
+        if waiting:
+            found.append(f"{len(waiting)} caller tasks still waiting after shutdown")
+        for level, text in self.logger.records:
+            if "task group failed" in text:
+                found.append(f"logged {level}: {text}")
+        return found
+
+    def assert_ok(self, *, final: bool = False) -> None:
+        """Raise AssertionError listing every broken invariant."""
+        found = self.problems(final=final)
+        assert not found, "\n".join(found)
+
+
+def _same_error(expected: object, got: BaseException | None) -> bool:
+    if expected is _NOT_AWAITABLE:
+        return type(got) is TypeError and "not an awaitable" in str(got)
+    return got is expected
+
+
+def _matches(expect: Expect | None, value: int | None, error: BaseException | None) -> bool:
+    if expect is None:
+        return False
+    kind, payload = expect
+    if kind == "value":
+        return error is None and value == payload
+    if kind == "error":
+        return _same_error(payload, error)
+    if kind == "retries":
+        assert isinstance(payload, tuple)
+        return (
+            isinstance(error, MaxRetriesExceededError)
+            and str(error).startswith("max retries exceeded: ")
+            and len(error.errors) == len(payload)
+            and all(_same_error(e, g) for e, g in zip(payload, error.errors, strict=True))
+            and error.__cause__ is error.errors[-1]
+        )
+    if kind == "killed":
+        return isinstance(error, ManagerStoppedError) and str(error) == _KILLED
+    if kind == "stopping":
+        return isinstance(error, ManagerStoppedError) and str(error) == _STOPPING
+    if kind == "full":
+        return isinstance(error, QueueFullError)
+    if kind == "cancelled":
+        return isinstance(error, asyncio.CancelledError)
+    return False

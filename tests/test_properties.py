@@ -1,0 +1,590 @@
+"""Property-based tests: random sequences of work, faults and shutdowns keep every invariant.
+
+A hypothesis rule-based state machine drives one TaskManager (through the fault harness in
+``tests/faults.py``) on an event loop it owns, one ``run_until_complete`` per rule. The
+ledger predicts every caller's answer and the metrics from SPEC.md and checks, after every
+rule and at teardown, that nothing is lost, shared, leaked or miscounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import textwrap
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from tasker_aio import (
+    Config,
+    ResourceCreationError,
+    TaskLifecycleTimestamps,
+    TaskManager,
+    TaskMetrics,
+    new_collector,
+)
+
+from . import faults
+from .faults import (
+    AWAIT_METHODS,
+    CALLBACK_METHODS,
+    FUTURE_METHODS,
+    CreateFault,
+    DestroyFault,
+    FaultyResource,
+    FaultyResources,
+    Ledger,
+    MapBatch,
+    RandomCaller,
+    Step,
+    Ticket,
+    check_health,
+    check_health_cancel_unhealthy,
+)
+
+T = TypeVar("T")
+
+# Sized so the state machine runs in well under 20 s on a laptop.
+MAX_EXAMPLES = 120
+STEPS_PER_EXAMPLE = 30
+
+BACKOFFS: dict[str, Callable[[int], float]] = {
+    "zero": lambda attempt: 0.0,  # re-queued at once
+    "tiny": lambda attempt: 0.002,  # a real timer that fires during the example
+    "park": lambda attempt: 3600.0,  # waits until stop() re-queues it
+}
+
+steps = st.one_of(
+    st.builds(Step, st.just("ok"), st.integers(0, 3)),
+    st.builds(Step, st.just("ok"), st.integers(0, 3)),
+    st.builds(Step, st.just("ok"), st.integers(4, 25)),
+    st.builds(Step, st.sampled_from(["healthy", "unhealthy", "fatal"]), st.integers(0, 3)),
+    st.builds(Step, st.just("ignore_cancel"), st.integers(1, 8), st.booleans()),
+    st.just(Step("block", block=0.0005)),
+    st.just(Step("not_awaitable")),
+)
+plans = st.lists(steps, min_size=1, max_size=3).map(tuple)
+rounds = st.integers(0, 6)
+configs = st.fixed_dictionaries(
+    {
+        "worker_count": st.integers(1, 3),
+        "extra_workers": st.integers(0, 3),
+        "resource_pool_size": st.integers(0, 2),
+        "max_retries": st.integers(0, 2),
+        "task_retries": st.integers(0, 2),
+        "retry_backoff": st.sampled_from(sorted(BACKOFFS)),
+        "burst_interval": st.sampled_from([None, 0.001, 0.003]),
+        "max_queue_size": st.sampled_from([0, 0, 2, 4]),
+        "cancel_is_unhealthy": st.booleans(),
+        "sync_factories": st.booleans(),
+        "finish_with": st.sampled_from(["stop", "kill"]),
+    }
+)
+
+
+def _answered(target: Ticket | MapBatch) -> bool:
+    if isinstance(target, MapBatch):
+        return target.consumer is None or target.consumer.done()
+    if target.future is not None:
+        return target.future.done()
+    return target.caller is None or target.caller.done()
+
+
+class ManagerMachine(RuleBasedStateMachine):
+    """One manager under random work; the ledger checks it after every rule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(self._loop_error)
+        self.loop_errors: list[str] = []
+        self.ledger: Ledger | None = None
+        self.release: asyncio.Event | None = None
+        self.owner: asyncio.Task[None] | None = None
+        self.targets: list[Ticket | MapBatch] = []
+        self.shutdowns: list[asyncio.Task[None]] = []
+        self.before: set[asyncio.Task[Any]] = set()
+        self.steps = 0
+        self.finish_with = "stop"
+        self.broken = False
+
+    # ------------------------------------------------------------ plumbing
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.loop_errors.append(str(context.get("message")) + ": " + repr(context))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return self.loop.run_until_complete(coro)
+        except BaseException:
+            self.broken = True
+            raise
+
+    def act(self, action: Callable[[Ledger], object], settle: int) -> None:
+        """Run ``action`` inside the loop, then ``settle`` more loop steps."""
+
+        async def body() -> None:
+            assert self.ledger is not None
+            action(self.ledger)
+            for _ in range(settle):
+                await asyncio.sleep(0)
+
+        self.run(body())
+        self.steps += 1
+
+    # ------------------------------------------------------------- set-up
+
+    @initialize(config=configs)
+    def start(self, config: dict[str, Any]) -> None:
+        self.run(self._start(dict(config)))
+
+    async def _start(self, config: dict[str, Any]) -> None:
+        self.before = asyncio.all_tasks() - {asyncio.current_task()}
+        self.finish_with = config.pop("finish_with")
+        extra = config.pop("extra_workers")
+        unhealthy_cancel = config.pop("cancel_is_unhealthy")
+        ledger = self.ledger = Ledger(
+            FaultyResources(),
+            sync_factories=config.pop("sync_factories"),
+            max_worker_count=config["worker_count"] + extra,
+            retry_backoff=BACKOFFS[config.pop("retry_backoff")],
+            check_health=check_health_cancel_unhealthy if unhealthy_cancel else check_health,
+            **config,
+        )
+        release = self.release = asyncio.Event()
+
+        async def own() -> None:
+            async with ledger.manager:
+                await release.wait()
+
+        self.owner = asyncio.ensure_future(own())
+        while ledger.manager.state == "new" and not self.owner.done():
+            await asyncio.sleep(0)
+        assert ledger.manager.state == "running"
+
+    # -------------------------------------------------------------- work
+
+    @rule(plan=plans, method=st.sampled_from(AWAIT_METHODS), settle=rounds)
+    def await_task(self, plan: tuple[Step, ...], method: str, settle: int) -> None:
+        """A caller awaits queue_task* in its own task."""
+
+        def action(ledger: Ledger) -> None:
+            ticket = ledger.ticket(plan, "await", method)
+            ledger.spawn(ticket)
+            self.targets.append(ticket)
+
+        self.act(action, settle)
+
+    @rule(
+        plan=plans,
+        method=st.sampled_from(FUTURE_METHODS),
+        priority=st.booleans(),
+        once=st.booleans(),
+        retries=st.none() | st.integers(0, 2),
+        backoff=st.none() | st.sampled_from(sorted(BACKOFFS)),
+        settle=rounds,
+    )
+    def future_task(
+        self,
+        plan: tuple[Step, ...],
+        method: str,
+        priority: bool,
+        once: bool,
+        retries: int | None,
+        backoff: str | None,
+        settle: int,
+    ) -> None:
+        """submit(...) with retries/once/priority/backoff, or a *_async method."""
+
+        def action(ledger: Ledger) -> None:
+            if method == "submit":
+                ticket = ledger.submit(
+                    plan,
+                    priority=priority,
+                    once=once,
+                    retries=retries,
+                    backoff=None if backoff is None else BACKOFFS[backoff],
+                )
+            else:
+                ticket = ledger.submit(plan, method)
+            self.targets.append(ticket)
+
+        self.act(action, settle)
+
+    @rule(
+        plan=plans,
+        method=st.sampled_from(CALLBACK_METHODS),
+        coroutine=st.booleans(),
+        raises=st.booleans(),
+        settle=rounds,
+    )
+    def callback_task(
+        self, plan: tuple[Step, ...], method: str, coroutine: bool, raises: bool, settle: int
+    ) -> None:
+        """A *_with_callback method with a sync or async callback that may raise."""
+        self.act(
+            lambda ledger: ledger.callback(plan, method, coroutine=coroutine, raises=raises), settle
+        )
+
+    @rule(plan=plans, settle=rounds)
+    def run_task(self, plan: tuple[Step, ...], settle: int) -> None:
+        """run_task in its own caller task: pool resource or a temporary one."""
+
+        def action(ledger: Ledger) -> None:
+            ticket = ledger.ticket(plan, "run_task")
+            ledger.spawn(ticket)
+            self.targets.append(ticket)
+
+        self.act(action, settle)
+
+    @rule(
+        items=st.lists(plans, min_size=0, max_size=6),
+        priority=st.booleans(),
+        ordered=st.booleans(),
+        max_in_flight=st.none() | st.integers(1, 3),
+        take=st.none() | st.integers(0, 4),
+        settle=rounds,
+    )
+    def map_tasks(
+        self,
+        items: list[tuple[Step, ...]],
+        priority: bool,
+        ordered: bool,
+        max_in_flight: int | None,
+        take: int | None,
+        settle: int,
+    ) -> None:
+        """map() consumed in a task, maybe stopping early after ``take`` results."""
+
+        def action(ledger: Ledger) -> None:
+            batch = ledger.map(
+                items, priority=priority, ordered=ordered, max_in_flight=max_in_flight, take=take
+            )
+            self.targets.append(batch)
+
+        self.act(action, settle)
+
+    @rule(size=st.integers(5, 40), settle=rounds)
+    def burst(self, size: int, settle: int) -> None:
+        """A burst of quick tasks at once, then a few burst intervals of real time."""
+
+        async def body() -> None:
+            assert self.ledger is not None
+            for _ in range(size):
+                self.ledger.submit((Step("ok", steps=2),))
+            await asyncio.sleep(0.004)
+            for _ in range(settle):
+                await asyncio.sleep(0)
+
+        self.run(body())
+        self.steps += 1
+
+    # ---------------------------------------------------------- callers
+
+    def pick(self, index: int) -> Ticket | MapBatch | None:
+        """A caller still waiting, if any (else any caller): the one to give up."""
+        waiting = [t for t in self.targets if not _answered(t)] or self.targets
+        return waiting[index % len(waiting)] if waiting else None
+
+    @rule(index=st.integers(0, 10_000), settle=rounds)
+    def cancel(self, index: int, settle: int) -> None:
+        """A caller gives up: cancel a future, an awaiting caller or a map consumer."""
+        target = self.pick(index)
+        if target is not None:
+            self.act(lambda ledger: ledger.cancel(target), settle)
+
+    @rule(index=st.integers(0, 10_000), delay=st.sampled_from([0.0, 0.001, 0.003]))
+    def time_out(self, index: int, delay: float) -> None:
+        """A caller times out: its cancellation fires from a timer, at a random point."""
+        target = self.pick(index)
+        if target is not None:
+            self.act(
+                lambda ledger: asyncio.get_running_loop().call_later(delay, ledger.cancel, target),
+                0,
+            )
+
+    # ----------------------------------------------------------- faults
+
+    @rule(count=st.integers(1, 2))
+    def fail_creates(self, count: int) -> None:
+        """The next on_create calls fail (replacements, burst workers, run_task, refills)."""
+        assert self.ledger is not None
+        resources = self.ledger.resources
+        # Capped: each failure makes a replacement wait 0.1, 0.2, ... s (bounded at 2 s).
+        resources.fail_creates = min(2, resources.fail_creates + count)
+
+    @rule()
+    def fail_destroy(self) -> None:
+        """The next on_destroy fails (it is logged, and still counts as the destruction)."""
+        assert self.ledger is not None
+        self.ledger.resources.fail_destroys += 1
+
+    @rule(create=st.integers(0, 4), destroy=st.integers(0, 4))
+    def slow_resources(self, create: int, destroy: int) -> None:
+        """on_create/on_destroy hang for a few loop steps from now on (async factories)."""
+        assert self.ledger is not None
+        self.ledger.resources.create_steps = create
+        self.ledger.resources.destroy_steps = destroy
+
+    # ------------------------------------------------------------- time
+
+    @rule(settle=st.integers(1, 40))
+    def settle(self, settle: int) -> None:
+        """Let the loop run a number of steps."""
+        self.act(lambda ledger: None, settle)
+
+    @rule(seconds=st.sampled_from([0.001, 0.004]))
+    def sleep(self, seconds: float) -> None:
+        """Let real time pass (backoff timers, burst intervals)."""
+        self.run(asyncio.sleep(seconds))
+        self.steps += 1
+
+    # ---------------------------------------------------------- shutdown
+
+    @precondition(lambda self: self.steps >= 8)
+    @rule(how=st.sampled_from(["stop", "kill"]), settle=rounds)
+    def shut_down(self, how: str, settle: int) -> None:
+        """stop() or kill(), as a task; may come again, or while the other runs."""
+
+        def action(ledger: Ledger) -> None:
+            method = ledger.stop if how == "stop" else ledger.kill
+            self.shutdowns.append(asyncio.ensure_future(method()))
+
+        self.act(action, settle)
+
+    # ----------------------------------------------------------- checks
+
+    @invariant()
+    def invariants_hold(self) -> None:
+        if self.ledger is None or self.broken:
+            return
+        problems = self.ledger.problems()
+        if problems:
+            self.broken = True
+            raise AssertionError("\n".join(problems))
+
+    def teardown(self) -> None:
+        try:
+            if self.ledger is not None and not self.broken:
+                self.run(self._finish())
+        finally:
+            self._close()
+
+    async def _finish(self) -> None:
+        ledger = self.ledger
+        assert ledger is not None and self.release is not None and self.owner is not None
+        try:
+            async with asyncio.timeout(30):  # a hang detector, not a speed assertion
+                if ledger.manager.state == "running":
+                    await (ledger.stop() if self.finish_with == "stop" else ledger.kill())
+                await asyncio.gather(*self.shutdowns)
+                self.release.set()
+                await self.owner
+                await ledger.settle(20)
+        except TimeoutError:
+            raise AssertionError("shutdown or a caller hung for 30 s") from None
+        problems = ledger.problems(final=True)
+        left = asyncio.all_tasks() - self.before - {asyncio.current_task()}
+        if left:
+            problems.append(f"asyncio tasks outlived the manager: {left}")
+        gc.collect()
+        problems.extend(self.loop_errors)  # e.g. "Future exception was never retrieved"
+        assert not problems, "\n".join(problems)
+
+    def _close(self) -> None:
+        loop = self.loop
+        try:
+            ledger = self.ledger
+            if ledger is not None and ledger.manager.state in ("running", "stopping"):
+                loop.run_until_complete(asyncio.wait_for(ledger.manager.kill(), 10))
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException:
+            if not self.broken:
+                raise
+        finally:
+            loop.close()
+
+
+@pytest.mark.timeout(180)
+def test_random_sequences_keep_every_invariant() -> None:
+    """Random submissions, cancellations, faults, bursts, stop and kill break no invariant."""
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        ManagerMachine,
+        settings=settings(
+            max_examples=MAX_EXAMPLES,
+            stateful_step_count=STEPS_PER_EXAMPLE,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        ),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    workers=st.integers(1, 3),
+    pool=st.integers(0, 3),
+    fail=st.integers(1, 3),
+    steps=st.integers(0, 3),
+    sync=st.booleans(),
+)
+def test_failed_start_destroys_what_it_made(
+    workers: int, pool: int, fail: int, steps: int, sync: bool
+) -> None:
+    """When some on_create fails at start-up, everything created is destroyed exactly once."""
+    resources = FaultyResources()
+    resources.fail_creates = fail
+    resources.create_steps = steps
+    manager: TaskManager[FaultyResource, int] = TaskManager(
+        Config(
+            on_create=resources.create_sync if sync else resources.create,
+            on_destroy=resources.destroy_sync if sync else resources.destroy,
+            worker_count=workers,
+            resource_pool_size=pool,
+        )
+    )
+
+    async def enter() -> None:
+        before = asyncio.all_tasks() - {asyncio.current_task()}
+        with pytest.raises(ResourceCreationError, match="^failed to initialize") as caught:
+            async with manager:
+                pass
+        assert isinstance(caught.value.__cause__, CreateFault)
+        assert manager.state == "stopped"
+        assert asyncio.all_tasks() - before == {asyncio.current_task()}
+
+    asyncio.run(enter())
+    assert resources.problems(finished=True) == []
+    assert resources.created + resources.create_failures == workers + pool
+
+
+# ------------------------------------------------------ the checks have teeth
+
+
+def test_faulty_resources_flag_every_misuse() -> None:
+    """FaultyResources reports sharing, use after destroy, double destroy, leaks and overflow."""
+    resources = FaultyResources(limit=lambda: 2)
+    first, second = resources.create_sync(), resources.create_sync()
+    resources.create_sync()  # a third while two are alive: above the bound
+    first.acquire("task A")
+    first.acquire("task B")
+    resources.destroy_sync(second)
+    second.acquire("task C")
+    resources.destroy_sync(second)
+    found = "\n".join(resources.problems(finished=True))
+    for fragment in (
+        "used by 'task B' while 'task A' uses it",
+        "FaultyResource(2) used by 'task C' after it was destroyed",
+        "FaultyResource(2) destroyed twice",
+        "3 resources alive or being created, above the bound 2",
+        "resources never destroyed: [1, 3]",
+    ):
+        assert fragment in found
+
+
+def test_faulty_resources_fail_and_hang_on_demand() -> None:
+    """Injected on_create/on_destroy failures raise once each and are counted."""
+    resources = FaultyResources()
+    resources.fail_creates = 1
+    resources.fail_destroys = 1
+    resources.create_steps = 3
+
+    async def cycle() -> None:
+        with pytest.raises(CreateFault):
+            await resources.create()
+        resource = await resources.create()
+        with pytest.raises(DestroyFault):
+            await resources.destroy(resource)  # still its one destruction
+
+    asyncio.run(cycle())
+    assert resources.create_failures == resources.destroy_failures == 1
+    assert resources.problems(finished=True) == []
+
+
+def test_ledger_flags_a_miscounting_collector() -> None:
+    """A collector that loses completions makes the ledger report total_tasks_completed."""
+    inner = new_collector()
+
+    class Lossy:
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def record_arrival(self) -> None:
+            inner.record_arrival()
+
+        def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
+            self.seen += 1
+            if self.seen % 2:
+                inner.record_completion(stamps)
+
+        def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+            inner.record_failure(stamps)
+
+        def record_retry(self) -> None:
+            inner.record_retry()
+
+        def metrics(self) -> TaskMetrics:
+            return inner.metrics()
+
+    async def run() -> list[str]:
+        ledger = Ledger(worker_count=1, burst_interval=None, collector=Lossy())
+        async with ledger.manager:
+            for _ in range(4):
+                ledger.submit((Step("ok"),))
+            await ledger.quiet()
+        return ledger.problems(final=True)
+
+    problems = asyncio.run(run())
+    assert problems == ["total_tasks_completed=2; the model counted 4"]
+
+
+def test_ledger_flags_a_caller_cancelled_behind_its_back() -> None:
+    """A future cancelled outside the ledger is reported as an unexpected cancellation."""
+
+    async def run() -> list[str]:
+        ledger = Ledger(worker_count=1, burst_interval=None)
+        async with ledger.manager:
+            ticket = ledger.submit((Step("ok", steps=5),))
+            assert ticket.future is not None
+            ticket.future.cancel()
+            await ledger.settle()
+        return ledger.problems()
+
+    problems = asyncio.run(run())
+    assert any("though nobody cancelled it" in problem for problem in problems)
+
+
+def test_random_caller_is_reproducible() -> None:
+    """The same seed gives the same sequence of waits and cancellations."""
+
+    async def outcomes(seed: int) -> list[str]:
+        caller = RandomCaller(random.Random(seed), cancel_rate=0.5, timeout_rate=0.0)
+        return [(await caller.call(lambda: asyncio.sleep(0.0, "v"))).kind for _ in range(40)]
+
+    first, again = asyncio.run(outcomes(3)), asyncio.run(outcomes(3))
+    assert first == again
+    assert {"value", "cancelled"} <= set(first)
+
+
+def test_documented_usage_runs() -> None:
+    """The usage example in tests/faults.py's docstring runs and keeps every invariant."""
+    doc = faults.__doc__
+    assert doc is not None
+    code = textwrap.dedent(doc.split("::\n", 1)[1].split("\nTask results", 1)[0])
+    exec(compile(code, "faults-usage", "exec"), {"__name__": "faults_usage"})
