@@ -425,7 +425,7 @@ class ManagerMachine(RuleBasedStateMachine):
 @pytest.mark.timeout(180)
 def test_random_sequences_keep_every_invariant() -> None:
     """Random submissions, cancellations, faults, bursts, stop and kill break no invariant."""
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
         ManagerMachine,
         settings=settings(
             max_examples=MAX_EXAMPLES,
