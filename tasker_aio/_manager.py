@@ -369,6 +369,11 @@ class TaskManager(Generic[R, E]):
 
     def _check_call(self, fn: object) -> None:
         if not callable(fn):
+            if inspect.iscoroutine(fn):
+                fn.close()  # it will never run: spare the "never awaited" warning
+                raise TypeError(
+                    f"fn must be callable, got {fn!r}: pass the function, not a called coroutine"
+                )
             raise TypeError(f"fn must be callable, got {fn!r}")
         loop = _get_running_loop()
         if loop is None or loop is not self._loop:

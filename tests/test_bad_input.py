@@ -4,6 +4,7 @@ names what was wrong, and the manager keeps working afterwards."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -504,3 +505,17 @@ async def test_stop_awaited_inside_a_task_is_refused(make_manager: Make) -> None
             await manager.queue_task(stops_itself)
         assert manager.state == "running"
         await still_works(manager)
+
+
+async def test_called_coroutine_instead_of_function_gets_a_hint(make_manager: Make) -> None:
+    """Passing fn() instead of fn says so, and closes the coroutine (no "never awaited")."""
+
+    async def task(resource: object) -> int:
+        return 1
+
+    async with make_manager() as manager:
+        coroutine = task(None)
+        with pytest.raises(TypeError, match="not a called coroutine"):
+            manager.submit(coroutine)  # type: ignore[arg-type,unused-awaitable]
+        assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
+        assert await manager.queue_task(task) == 1
