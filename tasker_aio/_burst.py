@@ -86,12 +86,7 @@ async def run_burst(manager: TaskManager[Any, Any]) -> None:
             for worker in m._workers:
                 if worker.phase != READY:  # creating or closing: still holds a slot
                     creating += 1
-                elif (
-                    worker.burst
-                    and worker.phase == READY
-                    and worker.waiter is not None
-                    and now - worker.idle_since >= grace
-                ):
+                elif worker.spare(now, grace):
                     idle_burst += 1
             change = decide(
                 metrics,

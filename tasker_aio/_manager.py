@@ -711,9 +711,7 @@ class TaskManager(Generic[R, E]):
     def _retry_now(self, task: Task[R, E]) -> None:
         """An unhealthy failure: straight to the end of the priority queue."""
         self._collector.record_retry()
-        task.queued_at = time.monotonic()
-        self._priority.push(task)
-        self._wake_one()
+        self._queue_again(task, self._priority)
 
     def _retry_later(self, task: Task[R, E]) -> None:
         """A healthy failure: back to its own queue after its backoff, holding no worker."""
@@ -737,8 +735,12 @@ class TaskManager(Generic[R, E]):
 
     def _requeue(self, task: Task[R, E]) -> None:
         self._end_wait(task)
+        self._queue_again(task, task.home)
+
+    def _queue_again(self, task: Task[R, E], queue: TaskQueue) -> None:
+        """Put an accepted task back in ``queue`` (past its bound) and wake a worker."""
         task.queued_at = time.monotonic()
-        task.home.push(task)
+        queue.push(task)
         self._wake_one()
 
     def _is_healthy(self, exc: BaseException) -> bool:
@@ -869,17 +871,11 @@ class TaskManager(Generic[R, E]):
         for worker in reversed(self._workers):
             if retired == count:
                 break
-            waiter = worker.waiter
-            if (
-                worker.burst
-                and worker.phase == READY
-                and waiter is not None
-                and not waiter.done()
-                and now - worker.idle_since >= idle_for
-            ):
+            if worker.spare(now, idle_for):
                 worker.retiring = True
                 self._idle_burst.remove(worker)
-                waiter.set_result(None)
+                assert worker.waiter is not None
+                worker.waiter.set_result(None)
                 retired += 1
         return retired
 

@@ -58,6 +58,17 @@ class Worker(Generic[R, E]):
         self.idle_since = 0.0
         self.cancel_requested = False
 
+    def spare(self, now: float, grace: float) -> bool:
+        """A ready burst worker idle (and not yet woken) for at least ``grace`` seconds."""
+        waiter = self.waiter
+        return (
+            self.burst
+            and self.phase == READY
+            and waiter is not None
+            and not waiter.done()
+            and now - self.idle_since >= grace
+        )
+
     def interrupt(self) -> None:
         """Cancel the task this worker is running (its caller gave up), not the worker."""
         if not self.cancel_requested and self.task is not None:
