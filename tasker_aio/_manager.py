@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import time
+from asyncio import Future as _Future
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
@@ -27,7 +27,17 @@ from ._exceptions import (
 from ._map import MapIterator
 from ._metrics import TaskMetrics, TaskStats, recorders
 from ._pool import ResourcePool
-from ._queue import DISCARDED, DONE, QUEUED, RUNNING, WAITING, Task, TaskQueue
+from ._queue import (
+    DISCARDED,
+    DONE,
+    QUEUED,
+    RUNNING,
+    WAITING,
+    Policy,
+    Task,
+    TaskQueue,
+    WatchedFuture,
+)
 from ._types import Callback, E, R, T
 from ._worker import NO_RESOURCE, READY, Worker
 
@@ -35,7 +45,6 @@ __all__ = ["TaskManager"]
 
 State = Literal["new", "running", "stopping", "stopped"]
 
-_NO_CONTEXT = contextvars.Context()
 _SHUTTING_DOWN = "task manager is shutting down"
 _KILLED = "task manager was killed"
 _CREATE_RETRY_FIRST = 0.05  # seconds before the first retry of a failed on_create
@@ -79,8 +88,13 @@ class TaskManager(Generic[R, E]):
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._tg: TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
-        self._priority = TaskQueue("priority", settings.max_queue_size)
-        self._main = TaskQueue("main", settings.max_queue_size)
+        self._priority = TaskQueue(self, "priority", settings.max_queue_size)
+        self._main = TaskQueue(self, "main", settings.max_queue_size)
+        # The policies of tasks submitted without their own retries or backoff.
+        self._policies = (
+            Policy(False, settings.task_retries, settings.retry_backoff),
+            Policy(True, settings.task_retries, settings.retry_backoff),
+        )
         self._workers: list[Worker[R, E]] = []
         self._yield_after = _TURN_BUDGET  # each worker's share, see _spawn_worker
         # Idle workers, woken last-in first-out and base workers before burst ones, so
@@ -346,9 +360,31 @@ class TaskManager(Generic[R, E]):
         once: bool,
         retries: int | None,
         backoff: Callable[[int], float] | None,
+        watched: bool,
     ) -> Task[R, E]:
-        """Build a task, rejecting programming errors at once: they are no task's outcome."""
-        self._check_call(fn)
+        """Build a task, rejecting programming errors at once: they are no task's outcome.
+
+        A ``watched`` task's future goes to its holder, who may cancel it: see
+        WatchedFuture. The awaiting forms and map() handle their cancellations.
+        """
+        loop = self._loop
+        if loop is None or _get_running_loop() is not loop or not callable(fn):
+            self._check_call(fn)
+        if retries is None and backoff is None:
+            policy = self._policies[once]
+        else:
+            policy = self._policy(once, retries, backoff)
+        queue = self._priority if priority else self._main
+        if not watched:
+            # Future(loop=...) is loop.create_future() without its Python frame.
+            return Task(fn, _Future(loop=loop), queue, policy)
+        future: WatchedFuture[E] = WatchedFuture(loop=loop)
+        task = future.task = Task(fn, future, queue, policy)
+        return task
+
+    def _policy(
+        self, once: bool, retries: int | None, backoff: Callable[[int], float] | None
+    ) -> Policy:
         if retries is None:
             retries = self._settings.task_retries
         elif isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -357,15 +393,7 @@ class TaskManager(Generic[R, E]):
             backoff = self._settings.retry_backoff
         elif not callable(backoff):
             raise TypeError(f"backoff must be callable, got {backoff!r}")
-        return Task(
-            self,
-            fn,
-            self._loop.create_future(),
-            self._priority if priority else self._main,
-            once,
-            retries,
-            backoff,
-        )
+        return Policy(once, retries, backoff)
 
     def _check_call(self, fn: object) -> None:
         if not callable(fn):
@@ -388,15 +416,8 @@ class TaskManager(Generic[R, E]):
             raise RuntimeError("the task manager is not running: enter it with 'async with' first")
         raise RuntimeError("the task manager runs in a different event loop")
 
-    def _accept(self, task: Task[R, E], watch: bool = True) -> None:
-        """Queue an admitted task; ``watch`` its future for a cancellation by its holder.
-
-        The awaiting forms see their caller's cancellation themselves and skip the
-        done-callback (and its allocation).
-        """
-        if watch:
-            # The callback only touches the manager: no need to copy the caller's context.
-            task.future.add_done_callback(task, context=_NO_CONTEXT)
+    def _accept(self, task: Task[R, E]) -> None:
+        """Queue an admitted task and wake a worker for it."""
         task.queued_at = now = time.monotonic()
         queue = task.home
         queue.items.append(task)  # TaskQueue.push, inlined on the hot path
@@ -434,7 +455,7 @@ class TaskManager(Generic[R, E]):
             ValueError: ``retries`` is not an int >= 0.
             RuntimeError: called outside the manager's event loop, or before it started.
         """
-        task = self._new_task(fn, priority, once, retries, backoff)
+        task = self._new_task(fn, priority, once, retries, backoff, True)
         if self._state != "running":
             task.future.set_exception(_shutting_down())
         elif task.home.full():
@@ -447,15 +468,15 @@ class TaskManager(Generic[R, E]):
             self._accept(task)
         return task.future
 
-    def _admit(self, task: Task[R, E], watch: bool = True) -> bool:
+    def _admit(self, task: Task[R, E]) -> bool:
         """Accept ``task`` now if its queue has room and nobody waits before it."""
         queue = task.home
         if self._state != "running" or queue.putters or queue.full():
             return False
-        self._accept(task, watch)
+        self._accept(task)
         return True
 
-    async def _admit_waiting(self, task: Task[R, E], watch: bool = True) -> None:
+    async def _admit_waiting(self, task: Task[R, E]) -> None:
         """The waiting form of :meth:`submit`'s admission: wait for room, first come first."""
         queue = task.home
         if self._state != "running":
@@ -478,15 +499,15 @@ class TaskManager(Generic[R, E]):
                 elif waiter in queue.putters:
                     queue.putters.remove(waiter)
                 raise
-        self._accept(task, watch)
+        self._accept(task)
         if queue.putters and not queue.full():
             queue.wake_putter()
 
     async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:
         """The awaiting forms' core: admit (waiting for room if need be), then wait."""
-        task = self._new_task(fn, priority, once, None, None)
-        if not self._admit(task, watch=False):
-            await self._admit_waiting(task, watch=False)
+        task = self._new_task(fn, priority, once, None, None, False)
+        if not self._admit(task):
+            await self._admit_waiting(task)
         try:
             return await task.future
         except asyncio.CancelledError:
@@ -689,7 +710,6 @@ class TaskManager(Generic[R, E]):
             if len(errors) > 1 or task.unhealthy_failures:
                 error = MaxRetriesExceededError(f"max retries exceeded: {exc}", tuple(errors))
                 error.__cause__ = exc
-            future.remove_done_callback(task)
             future.set_exception(error)
         self._record_failure(task)
 
@@ -703,7 +723,6 @@ class TaskManager(Generic[R, E]):
         task.state = DONE
         future = task.future
         if not future.done():
-            future.remove_done_callback(task)
             future.set_exception(ManagerStoppedError(_KILLED))
         if ran:
             self._record_failure(task)
@@ -718,9 +737,11 @@ class TaskManager(Generic[R, E]):
         self._collector.record_retry()
         try:
             attempt = len(task.errors or ()) - task.unhealthy_failures
-            delay = float(task.backoff(attempt))
+            delay = float(task.policy.backoff(attempt))
         except Exception as exc:
-            self._logger.error("retry backoff %r raised %r; retrying at once", task.backoff, exc)
+            self._logger.error(
+                "retry backoff %r raised %r; retrying at once", task.policy.backoff, exc
+            )
             delay = 0.0
         if self._state == "running" and delay > 0:
             task.state = WAITING

@@ -94,7 +94,8 @@ class MapIterator(Generic[R, T, E]):
                     self._exhausted = True
                     return
             manager = self._manager
-            task = manager._new_task(_bind(fn, item), self._priority, False, None, None)
+            # Unwatched: the futures stay inside the iterator, which drops their tasks.
+            task = manager._new_task(_bind(fn, item), self._priority, False, None, None, False)
             try:
                 if not manager._admit(task):
                     await manager._admit_waiting(task)
@@ -129,12 +130,11 @@ class MapIterator(Generic[R, T, E]):
         while self._in_flight:
             task = self._in_flight.popleft()
             future = task.future
-            if not future.done():
-                # Settle it here and now, so nothing is left queued once we return.
-                future.remove_done_callback(task)
-                future.cancel()
+            # Settle it here and now, so nothing is left queued once we return; a
+            # future already cancelled was the one our consumer awaited.
+            if future.cancel() or future.cancelled():
                 self._manager._forget(task)
-            elif not future.cancelled():
+            else:
                 future.exception()  # dropped unread: mark it retrieved, asyncio won't log it
         self._done.clear()
 

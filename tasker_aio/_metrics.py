@@ -38,6 +38,7 @@ __all__ = [
 _TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latencies
 _HIGHEST = 3_600 * _TICKS_PER_S  # one hour; longer durations are recorded as one hour
 _FOLD_AT = 4096  # buffered durations before they are folded into the histograms
+_SAMPLE_EVERY = 4  # a full batch gives the histogram every 4th value (see fold)
 _BUCKETS = 20  # time buckets per rate window
 
 
@@ -136,13 +137,19 @@ class _WindowRate:
 
 
 class _Durations:
-    """Exact count/sum/min/max plus an HDR histogram of durations, filled in batches."""
+    """Exact count and sum, plus an HDR histogram of durations, filled in batches.
 
-    __slots__ = ("_cache", "count", "hist", "max", "min", "pending", "total")
+    ``min``/``max`` are exact when ``exact_range`` (the execution times, which
+    TaskMetrics reports); otherwise they are the range the histogram saw, used only to
+    clamp its percentiles.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_cache", "count", "exact_range", "hist", "max", "min", "pending", "total")
+
+    def __init__(self, exact_range: bool = True) -> None:
         self.hist = HdrHistogram(1, _HIGHEST, 3)
         self.pending: list[float] = []
+        self.exact_range = exact_range
         self.count = 0
         self.total = 0.0
         self.min = math.inf
@@ -154,15 +161,28 @@ class _Durations:
         if not pending:
             return
         self.count += len(pending)
-        self.total += math.fsum(pending)
-        low, high = min(pending), max(pending)
-        self.min = min(self.min, low)
-        self.max = max(self.max, high)
-        ticks = [int(s * _TICKS_PER_S) for s in pending]
+        self.total += sum(pending)
+        if self.exact_range:
+            self.min = min(self.min, min(pending))
+            self.max = max(self.max, max(pending))
+        # Converting a duration to its histogram bucket is the costliest per-task step,
+        # so a full batch (a sustained high rate) feeds the histogram a systematic
+        # sample, every _SAMPLE_EVERY-th value counted that many times; a partial batch,
+        # folded when the metrics are read, goes in whole.
+        weight = _SAMPLE_EVERY if len(pending) >= _FOLD_AT else 1
+        sample = pending[::weight] if weight > 1 else pending
+        values = Counter([int(s * _TICKS_PER_S) for s in sample])
         pending.clear()
-        if low < 0 or high * _TICKS_PER_S > _HIGHEST:
-            ticks = [min(max(v, 0), _HIGHEST) for v in ticks]
-        values = Counter(ticks)
+        low, high = min(values), max(values)
+        if low < 0 or high > _HIGHEST:
+            clamped: Counter[int] = Counter()
+            for value, n in values.items():
+                clamped[min(max(value, 0), _HIGHEST)] += n
+            values = clamped
+            low, high = min(values), max(values)
+        if not self.exact_range:
+            self.min = min(self.min, low / _TICKS_PER_S)
+            self.max = max(self.max, high / _TICKS_PER_S)
         # HdrHistogram.record_value costs ~1.3 us a call. In 100 ns ticks short tasks
         # share a few distinct values, so this adds each distinct value's count at the
         # index record_value would use (its _counts_index_for; unit_magnitude is 0,
@@ -174,10 +194,10 @@ class _Durations:
         counts = hist.counts
         for value, n in values.items():
             bucket = (value | mask).bit_length() - shift - 1
-            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n
-        hist.total_count += values.total()
-        hist.min_value = min(hist.min_value, min(values))
-        hist.max_value = max(hist.max_value, max(values))
+            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n * weight
+        hist.total_count += values.total() * weight
+        hist.min_value = min(hist.min_value, low)
+        hist.max_value = max(hist.max_value, high)
         self._cache = None
 
     def percentiles(self) -> tuple[float, float, float]:
@@ -219,7 +239,7 @@ class HdrCollector:
         self._arrivals = _WindowRate(float(window), now)
         self._completions = _WindowRate(float(window), now)
         self._exec = _Durations()
-        self._wait = _Durations()
+        self._wait = _Durations(exact_range=False)
         self._arrived = 0
         self._completed = 0
         self._failed = 0

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple
 
 from ._types import E, R
 
 if TYPE_CHECKING:
     from ._manager import TaskManager
 
-__all__ = ["DISCARDED", "DONE", "QUEUED", "RUNNING", "WAITING", "Task", "TaskQueue"]
+__all__ = [
+    "DISCARDED", "DONE", "QUEUED", "RUNNING", "WAITING", "Policy", "Task", "TaskQueue",
+    "WatchedFuture",
+]  # fmt: skip
 
 # Task states.
 QUEUED = 0  # in a queue, live
@@ -27,53 +30,68 @@ DONE = 3  # answered (value, error, cancellation or ManagerStoppedError)
 DISCARDED = 4  # cancelled before it ran again; skipped by the workers
 
 
-class Task(Generic[R, E]):
-    """One submission and its retry state.
+class Policy(NamedTuple):
+    """How a task is re-run; the defaults are shared by every task that uses them."""
 
-    The task is also its future's done-callback: the manager removes it before it
-    settles the future itself, so it only ever runs when the caller cancelled.
-    """
+    once: bool  # never re-run, whatever the failure
+    retries: int  # re-runs after healthy failures
+    backoff: Callable[[int], float]  # attempt -> seconds before a healthy re-run
+
+
+class Task(Generic[R, E]):
+    """One submission and its retry state."""
 
     __slots__ = (
-        "backoff", "errors", "fn", "future", "home", "manager", "once", "queue",
-        "queued_at", "retries", "started_at", "state", "unhealthy_failures",
+        "errors", "fn", "future", "home", "policy", "queue", "queued_at", "started_at",
+        "state", "unhealthy_failures",
     )  # fmt: skip
 
     def __init__(
         self,
-        manager: TaskManager[R, E],
         fn: Callable[[R], Awaitable[E]],
         future: asyncio.Future[E],
         home: TaskQueue,
-        once: bool,
-        retries: int,
-        backoff: Callable[[int], float],
+        policy: Policy,
     ) -> None:
-        self.manager = manager
         self.fn = fn
         self.future = future
         self.home = home  # the queue it was submitted to; healthy re-runs go back there
         self.queue = home  # the queue it is in now
-        self.once = once
-        self.retries = retries
-        self.backoff = backoff
+        self.policy = policy
         self.queued_at = 0.0
         self.started_at = 0.0
         self.state = QUEUED
         self.errors: list[BaseException] | None = None  # one per failed attempt
         self.unhealthy_failures = 0  # the rest of errors were healthy
 
-    def __call__(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            self.manager._forget(self)
+
+class WatchedFuture(asyncio.Future[E]):
+    """A future handed to its holder (submit): cancelling it drops or stops its task.
+
+    Overriding cancel() costs nothing per task, where a done-callback costs a
+    registration, a removal and a list for every future; the awaiting forms keep
+    plain futures (the fastest to await) and see their caller's cancellation
+    themselves.
+    """
+
+    __slots__ = ("task",)
+    task: Task[Any, E]
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        task = self.task
+        task.home.manager._forget(task)
+        return True
 
 
 class TaskQueue:
     """A FIFO of tasks with an optional bound and waiters for room."""
 
-    __slots__ = ("items", "live", "maxsize", "name", "putters")
+    __slots__ = ("items", "live", "manager", "maxsize", "name", "putters")
 
-    def __init__(self, name: str, maxsize: int) -> None:
+    def __init__(self, manager: TaskManager[Any, Any], name: str, maxsize: int) -> None:
+        self.manager = manager
         self.name = name
         self.maxsize = maxsize
         self.items: deque[Task[Any, Any]] = deque()

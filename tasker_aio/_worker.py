@@ -118,9 +118,9 @@ class Worker(Generic[R, E]):
         priority, main = m._priority, m._main
         completed, failed = m._completed, m._failed
         clock = time.monotonic
-        resumed = clock()
+        # One clock read per task: a task's end is the next one's start.
+        now = resumed = clock()
         while True:
-            now = clock()
             # Awaiting a task that never suspends does not yield: without this a flood
             # of trivial tasks would starve every other coroutine on the loop.
             if now - resumed > m._yield_after:
@@ -135,10 +135,10 @@ class Worker(Generic[R, E]):
                 if m._state != "running":
                     return  # stopping and drained
                 await self._idle()
-                resumed = clock()
+                now = resumed = clock()
                 continue
             future = task.future
-            if future.done():  # cancelled by its caller; the callback has not run yet
+            if future.done():  # its awaiting caller was cancelled and has yet to forget it
                 task.state = DISCARDED
                 continue
 
@@ -155,18 +155,19 @@ class Worker(Generic[R, E]):
                 self.current = None
                 if not await self._failed(task, exc, returned, interrupted):
                     return
+                now = clock()
             else:
+                now = clock()
                 self.current = None
                 if self.cancel_requested:  # the task swallowed its cancellation
                     self._own_cancellation(None)
                 if task.state == RUNNING:  # else kill() answered and counted it
                     task.state = DONE
                     if future.done():  # its caller cancelled it meanwhile
-                        failed(task.queued_at, task.started_at, clock())
+                        failed(task.queued_at, task.started_at, now)
                     else:
-                        future.remove_done_callback(task)
                         future.set_result(result)
-                        completed(task.queued_at, task.started_at, clock())
+                        completed(task.queued_at, task.started_at, now)
 
     def _own_cancellation(self, exc: BaseException | None) -> bool:
         """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.
@@ -204,13 +205,13 @@ class Worker(Generic[R, E]):
             task.errors.append(exc)
         if healthy:
             healthy_failures = len(task.errors) - task.unhealthy_failures
-            if interrupted or task.once or healthy_failures > task.retries:
+            if interrupted or task.policy.once or healthy_failures > task.policy.retries:
                 m._fail(task, exc)
             else:
                 m._retry_later(task)
             return True
         task.unhealthy_failures += 1
-        if interrupted or task.once or task.unhealthy_failures > m._settings.max_retries:
+        if interrupted or task.policy.once or task.unhealthy_failures > m._settings.max_retries:
             m._fail(task, exc)
         else:
             m._retry_now(task)

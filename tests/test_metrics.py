@@ -260,8 +260,8 @@ async def test_default_logger_is_tasker_aio(
     assert any("started" in r.getMessage() for r in caplog.records)
 
 
-def test_bulk_fold_matches_record_value() -> None:
-    """The batched histogram fold yields exactly the counts of HdrHistogram.record_value."""
+def _fold_and_reference(count: int, every: int) -> tuple[list[int], list[int]]:
+    """Fold ``count`` varied durations; record every ``every``-th with record_value."""
     import random
 
     from hdrh.histogram import HdrHistogram
@@ -273,12 +273,25 @@ def test_bulk_fold_matches_record_value() -> None:
     reference = HdrHistogram(1, 3600 * 10**7, 3)
     values = [
         rng.choice([rng.uniform(0, 1e-5), rng.uniform(0, 1), rng.uniform(0, 5000)])
-        for _ in range(5000)
+        for _ in range(count)
     ]
     durations.pending.extend(values)
     durations.fold()
-    for value in values:
-        reference.record_value(min(max(int(value * 10**7), 0), 3600 * 10**7))
-    assert list(durations.hist.counts) == list(reference.counts)
-    assert durations.hist.total_count == reference.total_count
+    for value in values[::every]:
+        reference.record_value(min(max(int(value * 10**7), 0), 3600 * 10**7), every)
+    assert durations.hist.total_count == reference.total_count == count
     assert durations.hist.max_value == reference.max_value
+    assert (durations.min, durations.max) == (min(values), max(values))  # always exact
+    return list(durations.hist.counts), list(reference.counts)
+
+
+def test_bulk_fold_matches_record_value() -> None:
+    """A partial batch folds into exactly the counts of HdrHistogram.record_value."""
+    folded, reference = _fold_and_reference(4000, 1)
+    assert folded == reference
+
+
+def test_full_batch_folds_a_weighted_sample() -> None:
+    """A full batch records every 4th duration with a count of 4, as record_value would."""
+    folded, reference = _fold_and_reference(4096, 4)
+    assert folded == reference
