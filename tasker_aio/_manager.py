@@ -10,6 +10,7 @@ from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from threading import get_ident
 from types import TracebackType
 from typing import Any, Generic, Literal
 
@@ -30,6 +31,7 @@ from ._pool import ResourcePool
 from ._queue import (
     DISCARDED,
     DONE,
+    NEW,
     QUEUED,
     RUNNING,
     WAITING,
@@ -86,6 +88,7 @@ class TaskManager(Generic[R, E]):
         self._entered = False
         self._killed = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._thread: int | None = None  # the thread the loop runs in, once entered
         self._tg: TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
         self._priority = TaskQueue(self, "priority", settings.max_queue_size)
@@ -140,6 +143,7 @@ class TaskManager(Generic[R, E]):
             raise RuntimeError("a TaskManager runs once; create a new one to start again")
         self._entered = True
         self._loop = asyncio.get_running_loop()
+        self._thread = get_ident()
         settings = self._settings
         try:
             resources = await self._create_initial(
@@ -353,7 +357,7 @@ class TaskManager(Generic[R, E]):
 
     # ---------------------------------------------------------------- submission
 
-    def _new_task(
+    def _offer(
         self,
         fn: Callable[[R], Awaitable[E]],
         priority: bool,
@@ -362,24 +366,32 @@ class TaskManager(Generic[R, E]):
         backoff: Callable[[int], float] | None,
         watched: bool,
     ) -> Task[R, E]:
-        """Build a task, rejecting programming errors at once: they are no task's outcome.
+        """Build a task and queue it if its queue has room and nobody waits before it.
 
+        The task's state says which: QUEUED, or NEW for the caller to refuse or to
+        wait for room. Programming errors raise at once: they are no task's outcome.
         A ``watched`` task's future goes to its holder, who may cancel it: see
         WatchedFuture. The awaiting forms and map() handle their cancellations.
         """
-        loop = self._loop
-        if loop is None or _get_running_loop() is not loop or not callable(fn):
+        # On CPython 3.11 get_running_loop() makes a getpid() system call; comparing
+        # threads is enough to keep calls to the loop's thread, and _check_call says
+        # exactly what is wrong. (The loop runs one loop per thread at a time.)
+        if self._thread != get_ident() or not callable(fn):
             self._check_call(fn)
+        loop = self._loop
         if retries is None and backoff is None:
             policy = self._policies[once]
         else:
             policy = self._policy(once, retries, backoff)
         queue = self._priority if priority else self._main
-        if not watched:
+        if watched:
+            future: asyncio.Future[E] = WatchedFuture(loop=loop)
+            task = future.task = Task(fn, future, queue, policy)  # type: ignore[attr-defined]
+        else:
             # Future(loop=...) is loop.create_future() without its Python frame.
-            return Task(fn, _Future(loop=loop), queue, policy)
-        future: WatchedFuture[E] = WatchedFuture(loop=loop)
-        task = future.task = Task(fn, future, queue, policy)
+            task = Task(fn, _Future(loop=loop), queue, policy)
+        if self._state == "running" and not queue.putters and not queue.full():
+            self._accept(task)
         return task
 
     def _policy(
@@ -418,6 +430,7 @@ class TaskManager(Generic[R, E]):
 
     def _accept(self, task: Task[R, E]) -> None:
         """Queue an admitted task and wake a worker for it."""
+        task.state = QUEUED
         task.queued_at = now = time.monotonic()
         queue = task.home
         queue.items.append(task)  # TaskQueue.push, inlined on the hot path
@@ -455,26 +468,15 @@ class TaskManager(Generic[R, E]):
             ValueError: ``retries`` is not an int >= 0.
             RuntimeError: called outside the manager's event loop, or before it started.
         """
-        task = self._new_task(fn, priority, once, retries, backoff, True)
-        if self._state != "running":
-            task.future.set_exception(_shutting_down())
-        elif task.home.full():
+        task = self._offer(fn, priority, once, retries, backoff, True)
+        if task.state == NEW:  # it cannot wait: refuse it
+            queue = task.home
             task.future.set_exception(
-                QueueFullError(
-                    f"{task.home.name} queue is full (max_queue_size={task.home.maxsize})"
-                )
+                _shutting_down()
+                if self._state != "running"
+                else QueueFullError(f"{queue.name} queue is full (max_queue_size={queue.maxsize})")
             )
-        else:
-            self._accept(task)
         return task.future
-
-    def _admit(self, task: Task[R, E]) -> bool:
-        """Accept ``task`` now if its queue has room and nobody waits before it."""
-        queue = task.home
-        if self._state != "running" or queue.putters or queue.full():
-            return False
-        self._accept(task)
-        return True
 
     async def _admit_waiting(self, task: Task[R, E]) -> None:
         """The waiting form of :meth:`submit`'s admission: wait for room, first come first."""
@@ -505,8 +507,8 @@ class TaskManager(Generic[R, E]):
 
     async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:
         """The awaiting forms' core: admit (waiting for room if need be), then wait."""
-        task = self._new_task(fn, priority, once, None, None, False)
-        if not self._admit(task):
+        task = self._offer(fn, priority, once, None, None, False)
+        if task.state == NEW:
             await self._admit_waiting(task)
         try:
             return await task.future

@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic
 
 from ._exceptions import ManagerStoppedError
-from ._queue import Task
+from ._queue import NEW, Task
 from ._types import E, R, T
 
 if TYPE_CHECKING:
@@ -95,9 +95,9 @@ class MapIterator(Generic[R, T, E]):
                     return
             manager = self._manager
             # Unwatched: the futures stay inside the iterator, which drops their tasks.
-            task = manager._new_task(_bind(fn, item), self._priority, False, None, None, False)
+            task = manager._offer(_bind(fn, item), self._priority, False, None, None, False)
             try:
-                if not manager._admit(task):
+                if task.state == NEW:
                     await manager._admit_waiting(task)
             except ManagerStoppedError as exc:  # stop(): finish what was accepted first
                 self._exhausted = True

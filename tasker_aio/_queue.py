@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     from ._manager import TaskManager
 
 __all__ = [
-    "DISCARDED", "DONE", "QUEUED", "RUNNING", "WAITING", "Policy", "Task", "TaskQueue",
+    "DISCARDED", "DONE", "NEW", "QUEUED", "RUNNING", "WAITING", "Policy", "Task", "TaskQueue",
     "WatchedFuture",
 ]  # fmt: skip
 
 # Task states.
+NEW = 5  # built, not accepted: refused, or waiting for room in a full queue
 QUEUED = 0  # in a queue, live
 RUNNING = 1  # on a worker
 WAITING = 2  # failed healthily, waiting out its backoff; holds no worker
@@ -60,7 +61,7 @@ class Task(Generic[R, E]):
         self.policy = policy
         self.queued_at = 0.0
         self.started_at = 0.0
-        self.state = QUEUED
+        self.state = NEW
         self.errors: list[BaseException] | None = None  # one per failed attempt
         self.unhealthy_failures = 0  # the rest of errors were healthy
 
