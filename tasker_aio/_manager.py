@@ -488,7 +488,10 @@ class TaskManager(Generic[R, E]):
             queue.putters.append(waiter)
             try:
                 while True:
-                    await waiter  # raises ManagerStoppedError once shutdown begins
+                    try:
+                        await waiter  # raises ManagerStoppedError once shutdown begins
+                    finally:
+                        queue.leave_line(waiter)
                     if self._state != "running":  # given room just as shutdown began
                         raise _shutting_down()
                     if not queue.full():
@@ -498,8 +501,6 @@ class TaskManager(Generic[R, E]):
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                     queue.wake_putter()  # pass on the room we were given
-                elif waiter in queue.putters:
-                    queue.putters.remove(waiter)
                 raise
         self._accept(task)
         if queue.putters and not queue.full():

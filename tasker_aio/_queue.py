@@ -135,12 +135,25 @@ class TaskQueue:
         return tasks
 
     def wake_putter(self) -> None:
-        putters = self.putters
-        while putters:
-            waiter = putters.popleft()
+        """Give freed room to the first caller still waiting in line.
+
+        A woken caller keeps its place until it runs (see leave_line), so a newcomer
+        sees the line and cannot take the room promised to it.
+        """
+        for waiter in self.putters:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    def leave_line(self, waiter: asyncio.Future[None]) -> None:
+        putters = self.putters
+        if putters and putters[0] is waiter:
+            del putters[0]
+        else:
+            try:
+                putters.remove(waiter)
+            except ValueError:
+                pass  # fail_putters() emptied the line
 
     def fail_putters(self, error: Callable[[], BaseException]) -> None:
         while self.putters:

@@ -92,3 +92,22 @@ async def test_reruns_ignore_the_bound(make_manager: Make) -> None:
         gate.set()
         assert await first == "second"
         assert await prio == "p"
+
+
+async def test_submit_leaves_room_to_a_waiting_caller(make_manager: Make) -> None:
+    """Room freed for a caller waiting in queue_task is not taken by a later submit()."""
+    gate = asyncio.Event()
+    async with make_manager(worker_count=1, max_queue_size=1) as manager:
+        blocker = manager.submit(use(gate=gate))
+        await asyncio.sleep(0)
+        queued = manager.submit(use(1))
+        waiting = asyncio.create_task(manager.queue_task(use(2)))
+        await settle()
+        assert not waiting.done()
+        assert queued.cancel()  # frees the slot; the waiting caller is woken for it
+        late = manager.submit(use(3))
+        with pytest.raises(QueueFullError):
+            await late
+        gate.set()
+        assert await waiting == 2
+        await blocker

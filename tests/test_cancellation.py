@@ -131,6 +131,41 @@ async def test_cancel_future_of_queued_task(make_manager: Make) -> None:
     assert ran == []
 
 
+async def test_cancelling_a_future_frees_its_room_at_once(make_manager: Make) -> None:
+    """Cancelling a queued task's future frees its queue slot before the loop turns."""
+    gate = asyncio.Event()
+    async with make_manager(worker_count=1, max_queue_size=1) as manager:
+        blocker = manager.submit(use(gate=gate))
+        await asyncio.sleep(0)
+        first = manager.submit(use(1))
+        assert manager.stats().queued_tasks == 1
+        assert first.cancel()
+        assert manager.stats().queued_tasks == 0  # no loop turn in between
+        second = manager.submit(use(2))  # the room is free again
+        assert not second.done()
+        gate.set()
+        assert await second == 2
+        await blocker
+
+
+async def test_cancelling_a_gather_of_futures_discards_them(make_manager: Make) -> None:
+    """Cancelling gather() over submit() futures discards every task still queued."""
+    ran: list[int] = []
+    gate = asyncio.Event()
+    async with make_manager(worker_count=1) as manager:
+        blocker = manager.submit(use(gate=gate))
+        await asyncio.sleep(0)
+        group = asyncio.gather(*[manager.submit(record(ran)) for _ in range(5)])
+        assert manager.stats().queued_tasks == 5
+        group.cancel()
+        assert manager.stats().queued_tasks == 0
+        with pytest.raises(asyncio.CancelledError):
+            await group
+        gate.set()
+        await blocker
+    assert ran == []
+
+
 async def test_callers_own_cancellation_is_not_swallowed(make_manager: Make) -> None:
     """A caller cancelled while its task runs still ends cancelled, even if the task returns."""
     started = asyncio.Event()
