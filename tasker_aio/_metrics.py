@@ -2,8 +2,9 @@
 
 The default collector keeps the per-task cost to a few list appends and integer
 increments: durations are buffered as floats and folded into the HDR histograms in
-batches (one ``record_value(v, count)`` per distinct nanosecond value), and percentiles
-are computed in one pass over the cumulative counts only when someone reads them.
+batches (one count per distinct 100 ns value; a full batch gives them a weighted
+systematic sample), and percentiles are computed in one pass over the cumulative counts
+only when someone reads them.
 Arrival and completion rates come from fixed time buckets over a sliding window, so
 they fall to zero once the load stops instead of averaging over the manager's life.
 """

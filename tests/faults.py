@@ -1311,6 +1311,9 @@ class Ledger:
             return "stopping"
         if self.queue_size and self._live(t.home) >= self.queue_size:
             return "full"
+        queue = self.manager._priority if t.home == "priority" else self.manager._main
+        if queue.putters:  # room goes first to awaiting callers in line (README)
+            return "full"
         return "accept"
 
     def _future_done(self, t: Ticket, future: asyncio.Future[int]) -> None:
