@@ -100,6 +100,8 @@ class TaskManager(Generic[R, E]):
         )
         self._workers: list[Worker[R, E]] = []
         self._yield_after = _TURN_BUDGET  # each worker's share, see _spawn_worker
+        self._turns = 0  # event-loop turns seen by _count_turn, see _watch_turns
+        self._turn_watched = False
         # Idle workers, woken last-in first-out and base workers before burst ones, so
         # spare burst workers stay idle long enough to be retired.
         self._idle: deque[Worker[R, E]] = deque()
@@ -881,6 +883,21 @@ class TaskManager(Generic[R, E]):
         self._holders += 1
         assert self._tg is not None
         self._tg.start_soon(worker.run)
+
+    def _watch_turns(self) -> int:
+        """The loop-turn count now; it moves once the loop has run its next callbacks.
+
+        One callback per loop turn at most, and only while workers run: it tells a
+        worker whether its run of tasks was broken by a turn of the loop.
+        """
+        if not self._turn_watched:
+            self._turn_watched = True
+            self._loop.call_soon(self._count_turn)
+        return self._turns
+
+    def _count_turn(self) -> None:
+        self._turns += 1
+        self._turn_watched = False
 
     def _worker_gone(self, worker: Worker[R, E]) -> None:
         self._workers.remove(worker)

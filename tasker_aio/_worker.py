@@ -120,12 +120,17 @@ class Worker(Generic[R, E]):
         clock = time.monotonic
         # One clock read per task: a task's end is the next one's start.
         now = resumed = clock()
+        turn = m._watch_turns()
         while True:
             # Awaiting a task that never suspends does not yield: without this a flood
-            # of trivial tasks would starve every other coroutine on the loop.
+            # of trivial tasks would starve every other coroutine on the loop. A task
+            # that suspended let the loop turn already, and needs no extra turn.
             if now - resumed > m._yield_after:
-                await asyncio.sleep(0)
-                now = resumed = clock()
+                if m._turns == turn:
+                    await asyncio.sleep(0)
+                    now = clock()
+                resumed = now
+                turn = m._watch_turns()
             if self.retiring:
                 if not (priority.live or main.live):
                     return
@@ -136,6 +141,7 @@ class Worker(Generic[R, E]):
                     return  # stopping and drained
                 await self._idle()
                 now = resumed = clock()
+                turn = m._watch_turns()
                 continue
             future = task.future
             if future.done():  # its awaiting caller was cancelled and has yet to forget it

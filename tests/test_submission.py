@@ -197,3 +197,27 @@ async def test_task_raising_cancelled_error_is_a_failure(make_manager: Make) -> 
         assert future.cancelled() or isinstance(future.exception(), asyncio.CancelledError)
         assert await manager.queue_task(use(2)) == 2
         assert manager.stats().active_workers == 1
+
+
+async def test_flood_of_trivial_tasks_lets_other_coroutines_run(make_manager: Make) -> None:
+    """Workers yield during a flood of never-suspending tasks: a bystander runs mid-flood."""
+    count = 20_000
+    seen: list[int] = []
+
+    async def trivial(resource: object) -> int:
+        return 1
+
+    async with make_manager(worker_count=4) as manager:
+        futures = [manager.submit(trivial) for _ in range(count)]
+        stop = asyncio.Event()
+
+        async def bystander() -> None:
+            while not stop.is_set():
+                seen.append(manager.stats().queued_tasks)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(bystander())
+        assert sum(await asyncio.gather(*futures)) == count
+        stop.set()
+        await watcher
+    assert any(0 < queued < count for queued in seen), seen[:5]
