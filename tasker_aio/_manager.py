@@ -375,10 +375,10 @@ class TaskManager(Generic[R, E]):
         A ``watched`` task's future goes to its holder, who may cancel it: see
         WatchedFuture. The awaiting forms and map() handle their cancellations.
         """
-        # On CPython 3.11 get_running_loop() makes a getpid() system call; comparing
-        # threads is enough to keep calls to the loop's thread, and _check_call says
-        # exactly what is wrong. (The loop runs one loop per thread at a time.)
-        if self._thread != get_ident() or not callable(fn):
+        # On CPython 3.11 get_running_loop() makes a getpid() system call. A thread
+        # runs one loop at a time, so "our loop runs, in this thread" says the same;
+        # _check_call says exactly what is wrong.
+        if self._thread != get_ident() or not self._loop.is_running() or not callable(fn):
             self._check_call(fn)
         loop = self._loop
         if retries is None and backoff is None:
@@ -501,8 +501,8 @@ class TaskManager(Generic[R, E]):
                     waiter = self._loop.create_future()
                     queue.putters.appendleft(waiter)  # keep our place in the line
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    queue.wake_putter()  # pass on the room we were given
+                if self._state == "running" and not queue.full():
+                    queue.wake_putter()  # pass on the room we were given, or that was skipped
                 raise
         self._accept(task)
         if queue.putters and not queue.full():
@@ -694,7 +694,13 @@ class TaskManager(Generic[R, E]):
         elif state == RUNNING:
             for worker in self._workers:
                 if worker.current is task:
-                    worker.interrupt()
+                    if worker.task is asyncio.current_task():
+                        # Cancelled from inside its own fn: a worker cancelling itself
+                        # would keep the cancel pending past uncancel(), so interrupt
+                        # it from the loop instead.
+                        self._loop.call_soon(self._forget, task)
+                    else:
+                        worker.interrupt()
                     break
         elif state == WAITING:
             self._end_wait(task)
@@ -748,6 +754,10 @@ class TaskManager(Generic[R, E]):
                 "retry backoff %r raised %r; retrying at once", task.policy.backoff, exc
             )
             delay = 0.0
+        if task.future.done():  # its holder cancelled it from inside backoff()
+            task.state = DONE
+            self._record_failure(task)
+            return
         if self._state == "running" and delay > 0:
             task.state = WAITING
             self._waiting[task] = self._loop.call_later(delay, self._requeue, task)

@@ -200,11 +200,11 @@ class Worker(Generic[R, E]):
         m = self.manager
         if task.state != RUNNING:  # kill() answered and counted it already
             return True
-        # A caller that gave up (even if the task turned its cancel into another
-        # error) gets no re-run.
-        interrupted = interrupted or task.future.done()
         exc = m._task_error(task.fn, returned, exc)
         healthy = m._is_healthy(exc)
+        # A caller that gave up (even if the task turned its cancel into another
+        # error, or cancelled from check_health) gets no re-run.
+        interrupted = interrupted or task.future.done()
         if task.errors is None:
             task.errors = [exc]
         else:

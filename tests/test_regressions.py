@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasker_aio import ManagerStoppedError, TaskManager
+from tasker_aio import Config, ManagerStoppedError, TaskManager
 
 from .helpers import Resource, Tracker, settle, use, wait_until
 
@@ -223,3 +223,87 @@ async def test_retired_worker_takes_work_that_just_arrived(make_manager: Make) -
         assert await quick == "quick"
         gate.set()
         await blocker
+
+
+@pytest.mark.parametrize("how", ["future", "caller"])
+async def test_cancel_from_inside_the_running_task_keeps_its_worker(
+    make_manager: Make, how: str
+) -> None:
+    """A task whose future (or awaiting caller) is cancelled from its own fn leaves its worker."""
+    holder: dict[str, Any] = {}
+
+    async def cancels_itself(resource: Resource) -> str:
+        holder[how].cancel()  # e.g. an anyio scope cancelled by the task it awaits
+        return "x"
+
+    async with make_manager(worker_count=1) as manager:
+        holder["future"] = manager.submit(cancels_itself)
+        if how == "caller":
+            holder["caller"] = asyncio.create_task(_await(manager.queue_task_async(cancels_itself)))
+        with pytest.raises(asyncio.CancelledError):
+            await holder[how]
+        assert await manager.queue_task(use(7)) == 7  # the worker survived, idle
+        assert manager.stats().active_workers == 1
+
+
+async def _await(future: asyncio.Future[Any]) -> Any:
+    return await future
+
+
+async def test_cancelled_waiting_caller_passes_room_on(make_manager: Make) -> None:
+    """Room freed while a cancelled caller still stands in line goes to the caller behind it."""
+    gate = asyncio.Event()
+    async with make_manager(worker_count=1, max_queue_size=1) as manager:
+        blocker = manager.submit(use(gate=gate))
+        await asyncio.sleep(0)
+        queued = manager.submit(use(1))
+        first = asyncio.create_task(manager.queue_task(use(2)))
+        await asyncio.sleep(0)  # first waits in line for room
+        second = asyncio.create_task(manager.queue_task(use(3)))
+        first.cancel()
+        queued.cancel()  # room frees while first, cancelled, is still in line
+        await settle()
+        assert first.cancelled()
+        assert manager.stats().queued_tasks == 1  # second got the room
+        gate.set()
+        assert await second == 3
+        await blocker
+
+
+def test_submit_while_the_loop_is_not_running_is_refused(tracker: Tracker) -> None:
+    """A call from the loop's thread between runs of the loop raises RuntimeError."""
+    manager: TaskManager[Resource, int] = TaskManager(
+        Config(on_create=tracker.create, on_destroy=tracker.destroy, worker_count=1)
+    )
+    with asyncio.Runner() as runner:
+        runner.run(manager.__aenter__())
+        with pytest.raises(RuntimeError, match="called from the event loop"):
+            _ = manager.submit(use(1))
+        runner.run(manager.__aexit__(None, None, None))
+    assert tracker.created and sorted(map(id, tracker.destroyed)) == sorted(
+        map(id, tracker.created)
+    )
+
+
+async def test_cancel_from_backoff_counts_one_failure(make_manager: Make) -> None:
+    """A future cancelled from inside backoff() gets no re-run and counts one failure."""
+    holder: dict[str, asyncio.Future[Any]] = {}
+    runs = 0
+
+    def backoff(attempt: int) -> float:
+        holder["future"].cancel()
+        return 0.0
+
+    async def fails(resource: Resource) -> None:
+        nonlocal runs
+        runs += 1
+        raise ValueError("healthy failure")
+
+    async with make_manager(worker_count=1, task_retries=3, retry_backoff=backoff) as manager:
+        holder["future"] = manager.submit(fails)
+        with pytest.raises(asyncio.CancelledError):
+            await holder["future"]
+        await settle()
+        assert manager.metrics().total_tasks_failed == 1
+        assert manager.stats().queued_tasks == 0
+    assert runs == 1
