@@ -387,8 +387,8 @@ class TaskManager(Generic[R, E]):
             policy = self._policy(once, retries, backoff)
         queue = self._priority if priority else self._main
         if watched:
-            future: asyncio.Future[E] = WatchedFuture(loop=loop)
-            task = future.task = Task(fn, future, queue, policy)  # type: ignore[attr-defined]
+            future: WatchedFuture[E] = WatchedFuture(loop=loop)
+            task = future.task = Task(fn, future, queue, policy)
         else:
             # Future(loop=...) is loop.create_future() without its Python frame.
             task = Task(fn, _Future(loop=loop), queue, policy)
