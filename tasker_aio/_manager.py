@@ -83,7 +83,7 @@ class TaskManager(Generic[R, E]):
         settings = self._settings
         self._logger = settings.logger
         self._collector = settings.collector
-        self._arrived, self._completed, self._failed = recorders(settings.collector)
+        self._arrived, self._completed, self._failed, self._tidy = recorders(settings.collector)
         self._state: State = "new"
         self._entered = False
         self._killed = False
@@ -709,7 +709,7 @@ class TaskManager(Generic[R, E]):
 
     def _record_failure(self, task: Task[R, E]) -> None:
         now = time.monotonic()
-        self._failed(task.queued_at, task.started_at or now, now)
+        self._failed((task.queued_at, task.started_at or now, now))
 
     def _fail(self, task: Task[R, E], exc: BaseException) -> None:
         """Answer ``task`` with its final error (no retries left)."""

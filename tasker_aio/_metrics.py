@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import sub
 from typing import TYPE_CHECKING, NamedTuple
 
 from hdrh.histogram import HdrHistogram
@@ -110,10 +111,20 @@ class _WindowRate:
         self.end = now + self._width
         self._start = now
 
-    def add(self, now: float) -> None:
-        if now >= self.end:
-            self.advance(now)
-        self.current += 1
+    def add_all(self, stamps: list[float]) -> None:
+        """Count one event at each of ``stamps``, oldest first.
+
+        One bucket boundary costs one bisect. Out-of-order stamps are still each
+        counted once, in whichever bucket is current when they are reached.
+        """
+        i, n = 0, len(stamps)
+        while i < n:
+            now = stamps[i]
+            if now >= self.end:
+                self.advance(now)
+            j = max(bisect_left(stamps, self.end, i), i + 1)
+            self.current += j - i
+            i = j
 
     def advance(self, now: float) -> None:
         passed = int((now - self.end) // self._width) + 1
@@ -245,50 +256,57 @@ class HdrCollector:
         self._completed = 0
         self._failed = 0
         self._retried = 0
+        # Events not yet counted: arrival times, and (queued, started, finished) triples.
+        self._arrival_log: list[float] = []
+        self._completion_log: list[float] = []
 
     def record_arrival(self) -> None:
-        self.record_arrival_at(self._clock())
+        self._arrival_log.append(self._clock())
+        if len(self._arrival_log) >= _FOLD_AT:
+            self._fold()
 
     def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
-        self.record_completion_times(*stamps, now=self._clock())
+        self._completion_log.extend(stamps)
+        if len(self._completion_log) >= 3 * _FOLD_AT:
+            self._fold()
 
-    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+    def record_failure(self, stamps: Stamps) -> None:
         self._failed += 1
 
-    # The manager's fast path: the same records from raw monotonic times, with no
-    # TaskLifecycleTimestamps to build (see recorders()).
+    def _fold(self) -> None:
+        """Count the logged events, and buffer their durations for the histograms.
 
-    def record_arrival_at(self, now: float) -> None:
-        self._arrived += 1
-        arrivals = self._arrivals
-        if now >= arrivals.end:  # _WindowRate.add, inlined on the hot path
-            arrivals.advance(now)
-        arrivals.current += 1
+        The manager's hot path only appends to the logs (see recorders()); the work
+        of counting is done here, in batches, when the metrics are read or a worker
+        reaches a slow point and finds the logs long (see fold_if_long()).
+        """
+        arrivals, done = self._arrival_log, self._completion_log
+        if arrivals:
+            self._arrived += len(arrivals)
+            self._arrivals.add_all(arrivals)
+            arrivals.clear()
+        if done:
+            queued, started, finished = done[0::3], done[1::3], done[2::3]
+            done.clear()
+            self._completed += len(finished)
+            self._completions.add_all(finished)
+            ex, wait = self._exec, self._wait
+            ex.pending.extend(map(sub, finished, started))
+            wait.pending.extend(map(sub, started, queued))
+            if len(ex.pending) >= _FOLD_AT:
+                ex.fold()
+                wait.fold()
 
-    def record_completion_times(
-        self, queued_at: float, started_at: float, finished_at: float, now: float | None = None
-    ) -> None:
-        self._completed += 1
-        pending = self._exec.pending
-        pending.append(finished_at - started_at)
-        self._wait.pending.append(started_at - queued_at)
-        if now is None:
-            now = finished_at
-        completions = self._completions
-        if now >= completions.end:  # _WindowRate.add, inlined on the hot path
-            completions.advance(now)
-        completions.current += 1
-        if len(pending) >= _FOLD_AT:
-            self._exec.fold()
-            self._wait.fold()
-
-    def record_failure_times(self, queued_at: float, started_at: float, finished_at: float) -> None:
-        self._failed += 1
+    def fold_if_long(self) -> None:
+        """Fold the logs if they hold a batch: bounds their memory between reads."""
+        if len(self._completion_log) >= 3 * _FOLD_AT or len(self._arrival_log) >= _FOLD_AT:
+            self._fold()
 
     def record_retry(self) -> None:
         self._retried += 1
 
     def metrics(self) -> TaskMetrics:
+        self._fold()
         now = self._clock()
         ex, wait = self._exec, self._wait
         p50, p95, p99 = ex.percentiles()
@@ -315,32 +333,46 @@ class HdrCollector:
         )
 
 
-Times = Callable[[float, float, float], None]
+Stamps = tuple[float, float, float]  # queued_at, started_at, finished_at
 
 
-def recorders(collector: MetricsCollector) -> tuple[Callable[[float], None], Times, Times]:
-    """The manager's arrival, completion and failure hooks for ``collector``.
+class Recorders(NamedTuple):
+    """The manager's hooks into its collector; see recorders()."""
 
-    The default collector takes raw times; any other gets the protocol's calls, with
-    the TaskLifecycleTimestamps built for it.
+    arrival: Callable[[float], None]
+    completion: Callable[[Stamps], None]
+    failure: Callable[[Stamps], None]
+    tidy: Callable[[], None]  # called at workers' slow points: bounds buffered events
+
+
+def recorders(collector: MetricsCollector) -> Recorders:
+    """The manager's arrival, completion, failure and tidy hooks for ``collector``.
+
+    The first three are one call per task. The default collector's are its logs' own ``append``
+    and ``extend``, with the counting done later in batches; any other collector gets
+    the protocol's calls, with the TaskLifecycleTimestamps built for it.
     """
     if type(collector) is HdrCollector:
-        return (
-            collector.record_arrival_at,
-            collector.record_completion_times,
-            collector.record_failure_times,
+        return Recorders(
+            collector._arrival_log.append,
+            collector._completion_log.extend,
+            collector.record_failure,
+            collector.fold_if_long,
         )
 
     def arrival(now: float) -> None:
         collector.record_arrival()
 
-    def completion(queued_at: float, started_at: float, finished_at: float) -> None:
-        collector.record_completion(TaskLifecycleTimestamps(queued_at, started_at, finished_at))
+    def completion(stamps: Stamps) -> None:
+        collector.record_completion(TaskLifecycleTimestamps._make(stamps))
 
-    def failure(queued_at: float, started_at: float, finished_at: float) -> None:
-        collector.record_failure(TaskLifecycleTimestamps(queued_at, started_at, finished_at))
+    def failure(stamps: Stamps) -> None:
+        collector.record_failure(TaskLifecycleTimestamps._make(stamps))
 
-    return arrival, completion, failure
+    def tidy() -> None:
+        pass
+
+    return Recorders(arrival, completion, failure, tidy)
 
 
 def new_collector(*, window: float = 10.0) -> HdrCollector:

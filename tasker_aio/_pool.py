@@ -64,11 +64,11 @@ class ResourcePool(Generic[R, E]):
                 except BaseException as exc:
                     error = m._task_error(fn, returned, exc)
                     healthy = m._is_healthy(error)
-                    m._failed(queued_at, started_at, time.monotonic())
+                    m._failed((queued_at, started_at, time.monotonic()))
                     if error is exc:
                         raise
                     raise error from None
-                m._completed(queued_at, started_at, time.monotonic())
+                m._completed((queued_at, started_at, time.monotonic()))
                 return result
             raise ManagerStoppedError("task manager was killed")  # kill() cancelled us
         finally:

@@ -126,6 +126,7 @@ class Worker(Generic[R, E]):
             # of trivial tasks would starve every other coroutine on the loop. A task
             # that suspended let the loop turn already, and needs no extra turn.
             if now - resumed > m._yield_after:
+                m._tidy()
                 if m._turns == turn:
                     await asyncio.sleep(0)
                     now = clock()
@@ -170,10 +171,10 @@ class Worker(Generic[R, E]):
                 if task.state == RUNNING:  # else kill() answered and counted it
                     task.state = DONE
                     if future.done():  # its caller cancelled it meanwhile
-                        failed(task.queued_at, task.started_at, now)
+                        failed((task.queued_at, task.started_at, now))
                     else:
                         future.set_result(result)
-                        completed(task.queued_at, task.started_at, now)
+                        completed((task.queued_at, task.started_at, now))
 
     def _own_cancellation(self, exc: BaseException | None) -> bool:
         """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.
@@ -240,6 +241,7 @@ class Worker(Generic[R, E]):
 
     async def _idle(self) -> None:
         m = self.manager
+        m._tidy()
         waiter = m._loop.create_future()
         self.waiter = waiter
         self.idle_since = time.monotonic()

@@ -91,7 +91,7 @@ def test_rates_use_a_sliding_window() -> None:
     clock.now += 10.0
     for _ in range(50):
         collector.record_arrival()
-        collector.record_completion(stamps(0.0, 0.01))
+        collector.record_completion(stamps(0.0, 0.01, at=clock.now - 0.01))
     # The window moves in steps of 1/20 of its length, hence the 6% tolerance.
     assert collector.metrics().task_arrival_rate == pytest.approx(5.0, rel=0.06)
     assert collector.metrics().task_completion_rate == pytest.approx(5.0, rel=0.06)
@@ -112,6 +112,32 @@ def test_rate_counts_only_elapsed_time_at_start() -> None:
     for _ in range(20):
         collector.record_arrival()
     assert collector.metrics().task_arrival_rate == pytest.approx(10.0)
+
+
+def test_out_of_order_events_are_each_counted_once() -> None:
+    """Events logged out of time order all count, in totals and in the rates."""
+    clock = FakeClock()
+    collector = HdrCollector(window=10.0, clock=clock)
+    clock.now += 10.0
+    for at in (1009.0, 1003.0, 1009.5, 1001.0, 1008.0):
+        collector.record_completion(stamps(0.0, 0.5, at=at))
+    m = collector.metrics()
+    assert m.total_tasks_completed == 5
+    assert m.task_completion_rate == pytest.approx(0.5, rel=0.06)
+
+
+async def test_logged_events_stay_bounded(make_manager: Make) -> None:
+    """The default collector folds its event logs as it goes, not only when read."""
+    from tasker_aio._metrics import _FOLD_AT
+
+    async with make_manager(worker_count=2) as manager:
+        collector = manager._collector
+        assert isinstance(collector, HdrCollector)
+        for _ in range(3):
+            await asyncio.gather(*[manager.queue_task_async(use()) for _ in range(_FOLD_AT)])
+            assert len(collector._arrival_log) < _FOLD_AT
+            assert len(collector._completion_log) < 3 * _FOLD_AT
+        assert manager.metrics().total_tasks_completed == 3 * _FOLD_AT
 
 
 def test_window_is_validated() -> None:
