@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterat
 from contextlib import contextmanager
 from threading import get_ident
 from types import TracebackType
-from typing import Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -56,6 +56,47 @@ _CREATE_RETRY_CAP = 2.0  # the longest pause between on_create retries
 _TURN_BUDGET = 0.001
 
 
+def _awaiting_form(name: str, priority: bool, once: bool, doc: str) -> Any:
+    """Build one of the four awaiting forms, which differ only in queue and policy.
+
+    Each is its own coroutine function rather than a wrapper around a shared
+    coroutine, so an awaited task costs one coroutine, not two.
+    """
+
+    async def form(self: TaskManager[Any, Any], fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        # The waiting form of submit(): wait for room if need be, then for the result.
+        task = self._offer(fn, priority, once, None, None, False)
+        if task.state == NEW:
+            await self._admit_waiting(task)
+        try:
+            return await task.future
+        except asyncio.CancelledError:
+            if task.future.cancelled():  # our caller was cancelled: drop or stop the task
+                self._forget(task)
+            raise
+
+    form.__name__ = name
+    form.__qualname__ = f"TaskManager.{name}"
+    form.__doc__ = doc
+    return form
+
+
+class _LoopThread:
+    """``_thread_id`` as asyncio's loops keep it, for loops that do not (uvloop)."""
+
+    __slots__ = ("_loop", "_thread")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, thread: int | None) -> None:
+        self._loop = loop
+        self._thread = thread
+
+    @property
+    def _thread_id(self) -> int | None:
+        """The thread running the loop, or None while it is not running."""
+        loop = self._loop
+        return self._thread if loop is not None and loop.is_running() else None
+
+
 def _shutting_down() -> ManagerStoppedError:
     return ManagerStoppedError(_SHUTTING_DOWN)
 
@@ -88,7 +129,7 @@ class TaskManager(Generic[R, E]):
         self._entered = False
         self._killed = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._thread: int | None = None  # the thread the loop runs in, once entered
+        self._loop_thread: Any = _LoopThread(None, None)  # see _offer
         self._tg: TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
         self._priority = TaskQueue(self, "priority", settings.max_queue_size)
@@ -144,8 +185,10 @@ class TaskManager(Generic[R, E]):
         if self._entered or self._state != "new":
             raise RuntimeError("a TaskManager runs once; create a new one to start again")
         self._entered = True
-        self._loop = asyncio.get_running_loop()
-        self._thread = get_ident()
+        self._loop = loop = asyncio.get_running_loop()
+        self._loop_thread = (
+            loop if isinstance(loop, asyncio.BaseEventLoop) else _LoopThread(loop, get_ident())
+        )
         settings = self._settings
         try:
             resources = await self._create_initial(
@@ -376,9 +419,10 @@ class TaskManager(Generic[R, E]):
         WatchedFuture. The awaiting forms and map() handle their cancellations.
         """
         # On CPython 3.11 get_running_loop() makes a getpid() system call. A thread
-        # runs one loop at a time, so "our loop runs, in this thread" says the same;
-        # _check_call says exactly what is wrong.
-        if self._thread != get_ident() or not self._loop.is_running() or not callable(fn):
+        # runs one loop at a time, so "our loop runs, in this thread" says the same,
+        # and asyncio's loops keep the thread running them in _thread_id (see
+        # _LoopThread); _check_call says exactly what is wrong.
+        if self._loop_thread._thread_id != get_ident() or not callable(fn):
             self._check_call(fn)
         loop = self._loop
         if retries is None and backoff is None:
@@ -508,18 +552,6 @@ class TaskManager(Generic[R, E]):
         if queue.putters and not queue.full():
             queue.wake_putter()
 
-    async def _run(self, fn: Callable[[R], Awaitable[E]], priority: bool, once: bool) -> E:
-        """The awaiting forms' core: admit (waiting for room if need be), then wait."""
-        task = self._offer(fn, priority, once, None, None, False)
-        if task.state == NEW:
-            await self._admit_waiting(task)
-        try:
-            return await task.future
-        except asyncio.CancelledError:
-            if task.future.cancelled():  # our caller was cancelled: drop or stop the task
-                self._forget(task)
-            raise
-
     def _with_callback(
         self,
         fn: Callable[[R], Awaitable[E]],
@@ -563,21 +595,39 @@ class TaskManager(Generic[R, E]):
 
     # Awaiting forms: wait for room in a full queue, then for the result.
 
-    async def queue_task(self, fn: Callable[[R], Awaitable[E]]) -> E:
-        """Queue ``fn`` on the main queue and return its result (or raise its error)."""
-        return await self._run(fn, priority=False, once=False)
+    # Each is generated by _awaiting_form; the stubs give type checkers their types.
+    if TYPE_CHECKING:
 
-    async def queue_task_with_priority(self, fn: Callable[[R], Awaitable[E]]) -> E:
-        """Queue ``fn`` on the priority queue and return its result."""
-        return await self._run(fn, priority=True, once=False)
+        async def queue_task(self, fn: Callable[[R], Awaitable[E]]) -> E: ...
+        async def queue_task_with_priority(self, fn: Callable[[R], Awaitable[E]]) -> E: ...
+        async def queue_task_once(self, fn: Callable[[R], Awaitable[E]]) -> E: ...
+        async def queue_task_with_priority_once(self, fn: Callable[[R], Awaitable[E]]) -> E: ...
 
-    async def queue_task_once(self, fn: Callable[[R], Awaitable[E]]) -> E:
-        """Queue ``fn`` on the main queue, never re-run, and return its result."""
-        return await self._run(fn, priority=False, once=True)
-
-    async def queue_task_with_priority_once(self, fn: Callable[[R], Awaitable[E]]) -> E:
-        """Queue ``fn`` on the priority queue, never re-run, and return its result."""
-        return await self._run(fn, priority=True, once=True)
+    else:
+        queue_task = _awaiting_form(
+            "queue_task",
+            False,
+            False,
+            "Queue ``fn`` on the main queue and return its result (or raise its error).",
+        )
+        queue_task_with_priority = _awaiting_form(
+            "queue_task_with_priority",
+            True,
+            False,
+            "Queue ``fn`` on the priority queue and return its result.",
+        )
+        queue_task_once = _awaiting_form(
+            "queue_task_once",
+            False,
+            True,
+            "Queue ``fn`` on the main queue, never re-run, and return its result.",
+        )
+        queue_task_with_priority_once = _awaiting_form(
+            "queue_task_with_priority_once",
+            True,
+            True,
+            "Queue ``fn`` on the priority queue, never re-run, and return its result.",
+        )
 
     # Callback forms: return None at once; callback(result, error) later.
 

@@ -465,6 +465,51 @@ async def test_call_from_another_event_loop(make_manager: Make) -> None:
         await still_works(manager)
 
 
+def _loop_factories() -> list[Any]:
+    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the bench group CI installs
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.mark.parametrize("new_loop", _loop_factories())
+def test_call_after_its_loop_stopped(tracker: Tracker, new_loop: Callable[[], Any]) -> None:
+    """A call from a new loop in the same thread, once the manager's loop stopped, is refused."""
+    manager: TaskManager[Any, Any] = TaskManager(
+        Config(
+            on_create=tracker.create,
+            on_destroy=tracker.destroy,
+            worker_count=2,
+            burst_interval=None,
+        )
+    )
+    loop = new_loop()
+    try:
+        loop.run_until_complete(manager.__aenter__())  # the loop stops; the manager runs on
+
+        async def submit() -> str:
+            try:
+                await manager.queue_task(use())
+            except RuntimeError as exc:
+                return str(exc)
+            return "accepted"
+
+        other = new_loop()
+        try:
+            assert other.run_until_complete(submit()) == (
+                "the task manager runs in a different event loop"
+            )
+        finally:
+            other.close()
+        assert loop.run_until_complete(manager.queue_task(use(7))) == 7
+        loop.run_until_complete(manager.__aexit__(None, None, None))
+    finally:
+        loop.close()
+    tracker.assert_balanced()
+
+
 async def test_submitting_before_entering(make_manager: Make, tracker: Tracker) -> None:
     """Every entry point used before 'async with' says to enter first; entering then works."""
     manager = make_manager()
