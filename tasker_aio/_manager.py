@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from threading import get_ident
+from time import monotonic as _monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal
 
@@ -413,10 +414,11 @@ class TaskManager(Generic[R, E]):
     ) -> Task[R, E]:
         """Build a task and queue it if its queue has room and nobody waits before it.
 
-        The task's state says which: QUEUED, or NEW for the caller to refuse or to
-        wait for room. Programming errors raise at once: they are no task's outcome.
-        A ``watched`` task's future goes to its holder, who may cancel it: see
-        WatchedFuture. The awaiting forms and map() handle their cancellations.
+        The task's state says which: QUEUED, or NEW for the caller to wait for room;
+        a ``watched`` task that cannot be queued is refused through its future.
+        Programming errors raise at once: they are no task's outcome. A ``watched``
+        task's future goes to its holder, who may cancel it: see WatchedFuture. The
+        awaiting forms and map() handle their cancellations.
         """
         # On CPython 3.11 get_running_loop() makes a getpid() system call. A thread
         # runs one loop at a time, so "our loop runs, in this thread" says the same,
@@ -424,20 +426,47 @@ class TaskManager(Generic[R, E]):
         # _LoopThread); _check_call says exactly what is wrong.
         if self._loop_thread._thread_id != get_ident() or not callable(fn):
             self._check_call(fn)
-        loop = self._loop
         if retries is None and backoff is None:
             policy = self._policies[once]
         else:
             policy = self._policy(once, retries, backoff)
         queue = self._priority if priority else self._main
+        task: Task[R, E] = Task()
+        future: asyncio.Future[E]
         if watched:
-            future: WatchedFuture[E] = WatchedFuture(loop=loop)
-            task = future.task = Task(fn, future, queue, policy)
+            watched_future: WatchedFuture[E] = WatchedFuture(loop=self._loop)
+            watched_future.task = task
+            future = watched_future
         else:
             # Future(loop=...) is loop.create_future() without its Python frame.
-            task = Task(fn, _Future(loop=loop), queue, policy)
-        if self._state == "running" and not queue.putters and not queue.full():
-            self._accept(task)
+            future = _Future(loop=self._loop)
+        task.fn = fn
+        task.future = future
+        task.home = task.queue = queue
+        task.policy = policy
+        task.started_at = 0.0
+        task.errors = None
+        task.unhealthy_failures = 0
+        if self._state == "running" and not queue.putters and queue.live < queue.limit:
+            # _accept, inlined on the hot path
+            task.state = QUEUED
+            task.queued_at = now = _monotonic()
+            queue.items.append(task)
+            queue.live += 1
+            self._arrived(now)
+            if self._idle or self._idle_burst:
+                self._wake_one()
+        else:
+            task.state = NEW
+            task.queued_at = 0.0
+            if watched:  # a future's holder cannot wait for room: refuse it
+                future.set_exception(
+                    _shutting_down()
+                    if self._state != "running"
+                    else QueueFullError(
+                        f"{queue.name} queue is full (max_queue_size={queue.maxsize})"
+                    )
+                )
         return task
 
     def _policy(
@@ -475,11 +504,11 @@ class TaskManager(Generic[R, E]):
         raise RuntimeError("the task manager runs in a different event loop")
 
     def _accept(self, task: Task[R, E]) -> None:
-        """Queue an admitted task and wake a worker for it."""
+        """Queue an admitted task and wake a worker for it (see _offer for the hot path)."""
         task.state = QUEUED
-        task.queued_at = now = time.monotonic()
+        task.queued_at = now = _monotonic()
         queue = task.home
-        queue.items.append(task)  # TaskQueue.push, inlined on the hot path
+        queue.items.append(task)
         queue.live += 1
         self._arrived(now)
         if self._idle or self._idle_burst:
@@ -514,15 +543,7 @@ class TaskManager(Generic[R, E]):
             ValueError: ``retries`` is not an int >= 0.
             RuntimeError: called outside the manager's event loop, or before it started.
         """
-        task = self._offer(fn, priority, once, retries, backoff, True)
-        if task.state == NEW:  # it cannot wait: refuse it
-            queue = task.home
-            task.future.set_exception(
-                _shutting_down()
-                if self._state != "running"
-                else QueueFullError(f"{queue.name} queue is full (max_queue_size={queue.maxsize})")
-            )
-        return task.future
+        return self._offer(fn, priority, once, retries, backoff, True).future
 
     async def _admit_waiting(self, task: Task[R, E]) -> None:
         """The waiting form of :meth:`submit`'s admission: wait for room, first come first."""
@@ -659,21 +680,21 @@ class TaskManager(Generic[R, E]):
 
     def queue_task_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
         """Queue ``fn`` on the main queue and return its future."""
-        return self.submit(fn)
+        return self._offer(fn, False, False, None, None, True).future
 
     def queue_task_with_priority_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
         """Queue ``fn`` on the priority queue and return its future."""
-        return self.submit(fn, priority=True)
+        return self._offer(fn, True, False, None, None, True).future
 
     def queue_task_once_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
         """Queue ``fn`` on the main queue, never re-run, and return its future."""
-        return self.submit(fn, once=True)
+        return self._offer(fn, False, True, None, None, True).future
 
     def queue_task_with_priority_once_async(
         self, fn: Callable[[R], Awaitable[E]]
     ) -> asyncio.Future[E]:
         """Queue ``fn`` on the priority queue, never re-run, and return its future."""
-        return self.submit(fn, priority=True, once=True)
+        return self._offer(fn, True, True, None, None, True).future
 
     async def run_task(self, fn: Callable[[R], Awaitable[E]]) -> E:
         """Run ``fn`` now in the caller's task, bypassing the queues and the workers.

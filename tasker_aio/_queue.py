@@ -8,6 +8,7 @@ keeps cancellation O(1) even with a million tasks queued.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple
@@ -40,30 +41,27 @@ class Policy(NamedTuple):
 
 
 class Task(Generic[R, E]):
-    """One submission and its retry state."""
+    """One submission and its retry state.
+
+    It has no ``__init__``: TaskManager._offer sets every field, which spares the hot
+    path a Python call per task.
+    """
 
     __slots__ = (
         "errors", "fn", "future", "home", "policy", "queue", "queued_at", "started_at",
         "state", "unhealthy_failures",
     )  # fmt: skip
 
-    def __init__(
-        self,
-        fn: Callable[[R], Awaitable[E]],
-        future: asyncio.Future[E],
-        home: TaskQueue,
-        policy: Policy,
-    ) -> None:
-        self.fn = fn
-        self.future = future
-        self.home = home  # the queue it was submitted to; healthy re-runs go back there
-        self.queue = home  # the queue it is in now
-        self.policy = policy
-        self.queued_at = 0.0
-        self.started_at = 0.0
-        self.state = NEW
-        self.errors: list[BaseException] | None = None  # one per failed attempt
-        self.unhealthy_failures = 0  # the rest of errors were healthy
+    fn: Callable[[R], Awaitable[E]]
+    future: asyncio.Future[E]
+    home: TaskQueue  # the queue it was submitted to; healthy re-runs go back there
+    queue: TaskQueue  # the queue it is in now
+    policy: Policy
+    queued_at: float
+    started_at: float  # 0.0 until it first runs
+    state: int
+    errors: list[BaseException] | None  # one per failed attempt
+    unhealthy_failures: int  # the rest of errors were healthy
 
 
 class WatchedFuture(asyncio.Future[E]):
@@ -89,18 +87,19 @@ class WatchedFuture(asyncio.Future[E]):
 class TaskQueue:
     """A FIFO of tasks with an optional bound and waiters for room."""
 
-    __slots__ = ("items", "live", "manager", "maxsize", "name", "putters")
+    __slots__ = ("items", "limit", "live", "manager", "maxsize", "name", "putters")
 
     def __init__(self, manager: TaskManager[Any, Any], name: str, maxsize: int) -> None:
         self.manager = manager
         self.name = name
         self.maxsize = maxsize
+        self.limit = maxsize if maxsize > 0 else sys.maxsize  # live tasks it admits
         self.items: deque[Task[Any, Any]] = deque()
-        self.live = 0
+        self.live = 0  # the QUEUED tasks in items; the rest are DISCARDED
         self.putters: deque[asyncio.Future[None]] = deque()
 
     def full(self) -> bool:
-        return 0 < self.maxsize <= self.live
+        return self.live >= self.limit
 
     def push(self, task: Task[Any, Any]) -> None:
         """Append ``task``; re-runs use this too, so it ignores the bound on purpose."""
@@ -108,17 +107,6 @@ class TaskQueue:
         task.state = QUEUED
         self.items.append(task)
         self.live += 1
-
-    def pop(self) -> Task[Any, Any] | None:
-        items = self.items
-        while items:
-            task = items.popleft()
-            if task.state == QUEUED:
-                self.live -= 1
-                if self.putters:
-                    self.wake_putter()
-                return task
-        return None
 
     def discard(self, task: Task[Any, Any]) -> None:
         task.state = DISCARDED

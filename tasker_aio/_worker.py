@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 import anyio
 
-from ._queue import DISCARDED, DONE, RUNNING, Task
+from ._queue import DISCARDED, DONE, QUEUED, RUNNING, Task
 from ._types import E, R
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ class Worker(Generic[R, E]):
         priority, main = m._priority, m._main
         completed, failed = m._completed, m._failed
         clock = time.monotonic
+        no_resource = NO_RESOURCE
         # One clock read per task: a task's end is the next one's start.
         now = resumed = clock()
         turn = m._watch_turns()
@@ -136,14 +137,24 @@ class Worker(Generic[R, E]):
                 if not (priority.live or main.live):
                     return
                 self.retiring = False  # work arrived as we were retired: take it
-            task = priority.pop() if priority.live else main.pop()
-            if task is None:
+            if priority.live:
+                queue = priority
+            elif main.live:
+                queue = main
+            else:
                 if m._state != "running":
                     return  # stopping and drained
                 await self._idle()
                 now = resumed = clock()
                 turn = m._watch_turns()
                 continue
+            # A TaskQueue pop, inlined on the hot path: live > 0, so a live task waits.
+            task = queue.items.popleft()
+            if task.state != QUEUED:
+                continue  # discarded while queued, and counted out of live then
+            queue.live -= 1
+            if queue.putters:
+                queue.wake_putter()
             future = task.future
             if future.done():  # its awaiting caller was cancelled and has yet to forget it
                 task.state = DISCARDED
@@ -152,7 +163,7 @@ class Worker(Generic[R, E]):
             task.state = RUNNING
             self.current = task
             task.started_at = now
-            returned: Any = NO_RESOURCE
+            returned: Any = no_resource
             try:
                 returned = task.fn(self.resource)
                 result = await returned
