@@ -27,7 +27,7 @@ from ._exceptions import (
     ResourceCreationError,
 )
 from ._map import MapIterator
-from ._metrics import TaskMetrics, TaskStats, recorders
+from ._metrics import TaskMetrics, TaskStats, outcome, recorders
 from ._pool import ResourcePool
 from ._queue import (
     DISCARDED,
@@ -780,7 +780,7 @@ class TaskManager(Generic[R, E]):
 
     def _record_failure(self, task: Task[R, E]) -> None:
         now = time.monotonic()
-        self._failed((task.queued_at, task.started_at or now, now))
+        self._failed(outcome(task.queued_at, task.started_at or now, now))
 
     def _fail(self, task: Task[R, E], exc: BaseException) -> None:
         """Answer ``task`` with its final error (no retries left)."""

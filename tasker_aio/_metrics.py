@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import sub
+from math import floor
 from typing import TYPE_CHECKING, NamedTuple
 
 from hdrh.histogram import HdrHistogram
@@ -34,10 +34,12 @@ __all__ = [
     "TaskMetrics",
     "TaskStats",
     "new_collector",
+    "outcome",
     "recorders",
 ]
 
 _TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latencies
+_TICKS = float(_TICKS_PER_S)
 _HIGHEST = 3_600 * _TICKS_PER_S  # one hour; longer durations are recorded as one hour
 _FOLD_AT = 4096  # buffered durations before they are folded into the histograms
 _SAMPLE_EVERY = 4  # a full batch gives the histogram every 4th value (see fold)
@@ -149,52 +151,47 @@ class _WindowRate:
 
 
 class _Durations:
-    """Exact count and sum, plus an HDR histogram of durations, filled in batches.
+    """Exact count, sum, minimum and maximum, plus an HDR histogram of durations.
 
-    ``min``/``max`` are exact when ``exact_range`` (the execution times, which
-    TaskMetrics reports); otherwise they are the range the histogram saw, used only to
-    clamp its percentiles.
+    The histogram is filled in batches, from a sample when a batch is large (see add).
     """
 
-    __slots__ = ("_cache", "count", "exact_range", "hist", "max", "min", "pending", "total")
+    __slots__ = ("_cache", "count", "hist", "max", "min", "total")
 
-    def __init__(self, exact_range: bool = True) -> None:
+    def __init__(self) -> None:
         self.hist = HdrHistogram(1, _HIGHEST, 3)
-        self.pending: list[float] = []
-        self.exact_range = exact_range
         self.count = 0
         self.total = 0.0
         self.min = math.inf
         self.max = 0.0
         self._cache: tuple[float, float, float] | None = (0.0, 0.0, 0.0)
 
-    def fold(self) -> None:
-        pending = self.pending
-        if not pending:
-            return
-        self.count += len(pending)
-        self.total += sum(pending)
-        if self.exact_range:
-            self.min = min(self.min, min(pending))
-            self.max = max(self.max, max(pending))
-        # Converting a duration to its histogram bucket is the costliest per-task step,
-        # so a full batch (a sustained high rate) feeds the histogram a systematic
-        # sample, every _SAMPLE_EVERY-th value counted that many times; a partial batch,
-        # folded when the metrics are read, goes in whole.
-        weight = _SAMPLE_EVERY if len(pending) >= _FOLD_AT else 1
-        sample = pending[::weight] if weight > 1 else pending
-        values = Counter([int(s * _TICKS_PER_S) for s in sample])
-        pending.clear()
-        low, high = min(values), max(values)
-        if low < 0 or high > _HIGHEST:
+    def add(
+        self,
+        count: int,
+        total: float,
+        sample: list[float],
+        weight: int,
+        exact: tuple[float, float] | None = None,
+    ) -> None:
+        """Count ``count`` durations; ``sample`` holds every ``weight``-th of them.
+
+        ``exact`` is their (min, max); without it, the sample's range in histogram
+        units stands in (the wait times: their range only clamps the percentiles).
+        """
+        self.count += count
+        self.total += total
+        values = Counter([floor(d * _TICKS) for d in sample])  # floor: a fast C call
+        lowest, highest = min(values), max(values)
+        if lowest < 0 or highest > _HIGHEST:
             clamped: Counter[int] = Counter()
             for value, n in values.items():
                 clamped[min(max(value, 0), _HIGHEST)] += n
             values = clamped
-            low, high = min(values), max(values)
-        if not self.exact_range:
-            self.min = min(self.min, low / _TICKS_PER_S)
-            self.max = max(self.max, high / _TICKS_PER_S)
+            lowest, highest = min(values), max(values)
+        low, high = exact or (lowest / _TICKS_PER_S, highest / _TICKS_PER_S)
+        self.min = min(self.min, low)
+        self.max = max(self.max, high)
         # HdrHistogram.record_value costs ~1.3 us a call. In 100 ns ticks short tasks
         # share a few distinct values, so this adds each distinct value's count at the
         # index record_value would use (its _counts_index_for; unit_magnitude is 0,
@@ -208,13 +205,12 @@ class _Durations:
             bucket = (value | mask).bit_length() - shift - 1
             counts[((bucket + 1) << shift) + (value >> bucket) - half] += n * weight
         hist.total_count += values.total() * weight
-        hist.min_value = min(hist.min_value, low)
-        hist.max_value = max(hist.max_value, high)
+        hist.min_value = min(hist.min_value, lowest)
+        hist.max_value = max(hist.max_value, highest)
         self._cache = None
 
     def percentiles(self) -> tuple[float, float, float]:
         """p50, p95 and p99 in seconds, clamped to [min, max]; one pass over the counts."""
-        self.fold()
         if self._cache is not None:
             return self._cache
         hist = self.hist
@@ -251,12 +247,12 @@ class HdrCollector:
         self._arrivals = _WindowRate(float(window), now)
         self._completions = _WindowRate(float(window), now)
         self._exec = _Durations()
-        self._wait = _Durations(exact_range=False)
+        self._wait = _Durations()  # its min and max only clamp its percentiles
         self._arrived = 0
         self._completed = 0
         self._failed = 0
         self._retried = 0
-        # Events not yet counted: arrival times, and (queued, started, finished) triples.
+        # Events not yet counted: arrival times, and flattened Outcome triples.
         self._arrival_log: list[float] = []
         self._completion_log: list[float] = []
 
@@ -266,11 +262,11 @@ class HdrCollector:
             self._fold()
 
     def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
-        self._completion_log.extend(stamps)
+        self._completion_log.extend(outcome(*stamps))
         if len(self._completion_log) >= 3 * _FOLD_AT:
             self._fold()
 
-    def record_failure(self, stamps: Stamps) -> None:
+    def record_failure(self, stamps: TaskLifecycleTimestamps | Outcome) -> None:
         self._failed += 1
 
     def _fold(self) -> None:
@@ -286,16 +282,19 @@ class HdrCollector:
             self._arrivals.add_all(arrivals)
             arrivals.clear()
         if done:
-            queued, started, finished = done[0::3], done[1::3], done[2::3]
+            finished, runs, waits = done[0::3], done[1::3], done[2::3]
             done.clear()
-            self._completed += len(finished)
+            count = len(finished)
+            self._completed += count
             self._completions.add_all(finished)
-            ex, wait = self._exec, self._wait
-            ex.pending.extend(map(sub, finished, started))
-            wait.pending.extend(map(sub, started, queued))
-            if len(ex.pending) >= _FOLD_AT:
-                ex.fold()
-                wait.fold()
+            # Converting a duration to its histogram bucket is the costliest step, so
+            # a full batch (a sustained high rate) gives the histograms a systematic
+            # sample, every _SAMPLE_EVERY-th task counted that many times; a partial
+            # batch, folded when the metrics are read, goes in whole. Counts, sums and
+            # the execution times' min and max stay exact.
+            weight = _SAMPLE_EVERY if count >= _FOLD_AT else 1
+            self._exec.add(count, sum(runs), runs[::weight], weight, (min(runs), max(runs)))
+            self._wait.add(count, sum(waits), waits[::weight], weight)
 
     def fold_if_long(self) -> None:
         """Fold the logs if they hold a batch: bounds their memory between reads."""
@@ -333,15 +332,29 @@ class HdrCollector:
         )
 
 
-Stamps = tuple[float, float, float]  # queued_at, started_at, finished_at
+# What the manager logs for a finished task: (finished_at, execution time, wait time).
+# Its stamps come back exactly: nearby floats subtract without rounding (Sterbenz), so
+# started_at == finished_at - run and queued_at == started_at - wait.
+Outcome = tuple[float, float, float]
+
+
+def outcome(queued_at: float, started_at: float, finished_at: float) -> Outcome:
+    """The Outcome of a task with these stamps."""
+    return (finished_at, finished_at - started_at, started_at - queued_at)
+
+
+def _stamps(result: Outcome) -> TaskLifecycleTimestamps:
+    finished_at, run, wait = result
+    started_at = finished_at - run
+    return TaskLifecycleTimestamps(started_at - wait, started_at, finished_at)
 
 
 class Recorders(NamedTuple):
     """The manager's hooks into its collector; see recorders()."""
 
     arrival: Callable[[float], None]
-    completion: Callable[[Stamps], None]
-    failure: Callable[[Stamps], None]
+    completion: Callable[[Outcome], None]
+    failure: Callable[[Outcome], None]
     tidy: Callable[[], None]  # called at workers' slow points: bounds buffered events
 
 
@@ -363,11 +376,11 @@ def recorders(collector: MetricsCollector) -> Recorders:
     def arrival(now: float) -> None:
         collector.record_arrival()
 
-    def completion(stamps: Stamps) -> None:
-        collector.record_completion(TaskLifecycleTimestamps._make(stamps))
+    def completion(result: Outcome) -> None:
+        collector.record_completion(_stamps(result))
 
-    def failure(stamps: Stamps) -> None:
-        collector.record_failure(TaskLifecycleTimestamps._make(stamps))
+    def failure(result: Outcome) -> None:
+        collector.record_failure(_stamps(result))
 
     def tidy() -> None:
         pass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic
 import anyio
 
 from ._exceptions import ManagerStoppedError, ResourceCreationError
+from ._metrics import outcome
 from ._types import E, R
 from ._worker import NO_RESOURCE
 
@@ -64,11 +65,11 @@ class ResourcePool(Generic[R, E]):
                 except BaseException as exc:
                     error = m._task_error(fn, returned, exc)
                     healthy = m._is_healthy(error)
-                    m._failed((queued_at, started_at, time.monotonic()))
+                    m._failed(outcome(queued_at, started_at, time.monotonic()))
                     if error is exc:
                         raise
                     raise error from None
-                m._completed((queued_at, started_at, time.monotonic()))
+                m._completed(outcome(queued_at, started_at, time.monotonic()))
                 return result
             raise ManagerStoppedError("task manager was killed")  # kill() cancelled us
         finally:

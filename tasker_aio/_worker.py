@@ -162,7 +162,7 @@ class Worker(Generic[R, E]):
 
             task.state = RUNNING
             self.current = task
-            task.started_at = now
+            task.started_at = started = now
             returned: Any = no_resource
             try:
                 returned = task.fn(self.resource)
@@ -181,11 +181,12 @@ class Worker(Generic[R, E]):
                     self._own_cancellation(None)
                 if task.state == RUNNING:  # else kill() answered and counted it
                     task.state = DONE
+                    # The Outcome (see recorders()), built inline on the hot path.
                     if future.done():  # its caller cancelled it meanwhile
-                        failed((task.queued_at, task.started_at, now))
+                        failed((now, now - started, started - task.queued_at))
                     else:
                         future.set_result(result)
-                        completed((task.queued_at, task.started_at, now))
+                        completed((now, now - started, started - task.queued_at))
 
     def _own_cancellation(self, exc: BaseException | None) -> bool:
         """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from tasker_aio import (
     Logger,
@@ -301,8 +303,7 @@ def _fold_and_reference(count: int, every: int) -> tuple[list[int], list[int]]:
         rng.choice([rng.uniform(0, 1e-5), rng.uniform(0, 1), rng.uniform(0, 5000)])
         for _ in range(count)
     ]
-    durations.pending.extend(values)
-    durations.fold()
+    durations.add(count, sum(values), values[::every], every, (min(values), max(values)))
     for value in values[::every]:
         reference.record_value(min(max(int(value * 10**7), 0), 3600 * 10**7), every)
     assert durations.hist.total_count == reference.total_count == count
@@ -312,12 +313,32 @@ def _fold_and_reference(count: int, every: int) -> tuple[list[int], list[int]]:
 
 
 def test_bulk_fold_matches_record_value() -> None:
-    """A partial batch folds into exactly the counts of HdrHistogram.record_value."""
+    """A batch folds into exactly the counts of HdrHistogram.record_value."""
     folded, reference = _fold_and_reference(4000, 1)
     assert folded == reference
 
 
 def test_full_batch_folds_a_weighted_sample() -> None:
-    """A full batch records every 4th duration with a count of 4, as record_value would."""
+    """A weighted sample (every 4th duration, counted 4 times) matches record_value's."""
     folded, reference = _fold_and_reference(4096, 4)
     assert folded == reference
+
+
+@given(
+    queued_at=st.floats(min_value=1e-3, max_value=1e9),
+    wait=st.floats(min_value=0.0, max_value=1.0),
+    run=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_outcome_gives_back_the_exact_stamps(queued_at: float, wait: float, run: float) -> None:
+    """A logged outcome turns back into bit-identical stamps for custom collectors."""
+    from tasker_aio._metrics import _stamps, outcome
+
+    started_at = queued_at + wait
+    finished_at = started_at + run
+    # Nearby stamps, as monotonic times are for any wait and run shorter than the uptime.
+    assume(started_at <= 2 * queued_at and finished_at <= 2 * started_at)
+    assert _stamps(outcome(queued_at, started_at, finished_at)) == (
+        queued_at,
+        started_at,
+        finished_at,
+    )
