@@ -82,22 +82,6 @@ def _awaiting_form(name: str, priority: bool, once: bool, doc: str) -> Any:
     return form
 
 
-class _LoopThread:
-    """``_thread_id`` as asyncio's loops keep it, for loops that do not (uvloop)."""
-
-    __slots__ = ("_loop", "_thread")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, thread: int | None) -> None:
-        self._loop = loop
-        self._thread = thread
-
-    @property
-    def _thread_id(self) -> int | None:
-        """The thread running the loop, or None while it is not running."""
-        loop = self._loop
-        return self._thread if loop is not None and loop.is_running() else None
-
-
 def _shutting_down() -> ManagerStoppedError:
     return ManagerStoppedError(_SHUTTING_DOWN)
 
@@ -130,7 +114,8 @@ class TaskManager(Generic[R, E]):
         self._entered = False
         self._killed = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._loop_thread: Any = _LoopThread(None, None)  # see _offer
+        self._thread: int | None = None  # the thread running the loop, once entered
+        self._loop_thread: Any = None  # the loop, if it keeps _thread_id: see _offer
         self._tg: TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
         self._priority = TaskQueue(self, "priority", settings.max_queue_size)
@@ -187,9 +172,9 @@ class TaskManager(Generic[R, E]):
             raise RuntimeError("a TaskManager runs once; create a new one to start again")
         self._entered = True
         self._loop = loop = asyncio.get_running_loop()
-        self._loop_thread = (
-            loop if isinstance(loop, asyncio.BaseEventLoop) else _LoopThread(loop, get_ident())
-        )
+        self._thread = get_ident()
+        if isinstance(loop, asyncio.BaseEventLoop):
+            self._loop_thread = loop
         settings = self._settings
         try:
             resources = await self._create_initial(
@@ -421,10 +406,15 @@ class TaskManager(Generic[R, E]):
         awaiting forms and map() handle their cancellations.
         """
         # On CPython 3.11 get_running_loop() makes a getpid() system call. A thread
-        # runs one loop at a time, so "our loop runs, in this thread" says the same,
-        # and asyncio's loops keep the thread running them in _thread_id (see
-        # _LoopThread); _check_call says exactly what is wrong.
-        if self._loop_thread._thread_id != get_ident() or not callable(fn):
+        # runs one loop at a time, so "our loop runs, in this thread" says the same:
+        # asyncio's own loops keep the thread running them in _thread_id (None while
+        # stopped), others (uvloop) are asked. _check_call says exactly what is wrong.
+        loop_thread = self._loop_thread
+        if (
+            loop_thread._thread_id != get_ident()
+            if loop_thread is not None
+            else self._thread != get_ident() or not self._loop.is_running()
+        ) or not callable(fn):
             self._check_call(fn)
         if retries is None and backoff is None:
             policy = self._policies[once]
@@ -680,21 +670,21 @@ class TaskManager(Generic[R, E]):
 
     def queue_task_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
         """Queue ``fn`` on the main queue and return its future."""
-        return self._offer(fn, False, False, None, None, True).future
+        return self.submit(fn)
 
     def queue_task_with_priority_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
         """Queue ``fn`` on the priority queue and return its future."""
-        return self._offer(fn, True, False, None, None, True).future
+        return self.submit(fn, priority=True)
 
     def queue_task_once_async(self, fn: Callable[[R], Awaitable[E]]) -> asyncio.Future[E]:
         """Queue ``fn`` on the main queue, never re-run, and return its future."""
-        return self._offer(fn, False, True, None, None, True).future
+        return self.submit(fn, once=True)
 
     def queue_task_with_priority_once_async(
         self, fn: Callable[[R], Awaitable[E]]
     ) -> asyncio.Future[E]:
         """Queue ``fn`` on the priority queue, never re-run, and return its future."""
-        return self._offer(fn, True, True, None, None, True).future
+        return self.submit(fn, priority=True, once=True)
 
     async def run_task(self, fn: Callable[[R], Awaitable[E]]) -> E:
         """Run ``fn`` now in the caller's task, bypassing the queues and the workers.
