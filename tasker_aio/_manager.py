@@ -37,9 +37,11 @@ from ._queue import (
     RUNNING,
     WAITING,
     Policy,
+    Route,
     Task,
     TaskQueue,
     WatchedFuture,
+    route_index,
 )
 from ._types import Callback, E, R, T
 from ._worker import NO_RESOURCE, READY, Worker
@@ -66,7 +68,7 @@ def _awaiting_form(name: str, priority: bool, once: bool, doc: str) -> Any:
 
     async def form(self: TaskManager[Any, Any], fn: Callable[[Any], Awaitable[Any]]) -> Any:
         # The waiting form of submit(): wait for room if need be, then for the result.
-        task = self._offer(fn, priority, once, None, None, False)
+        task = self._offer(fn, self._routes[index], False)
         if task.state == NEW:
             await self._admit_waiting(task)
         try:
@@ -76,6 +78,7 @@ def _awaiting_form(name: str, priority: bool, once: bool, doc: str) -> Any:
                 self._forget(task)
             raise
 
+    index = route_index(priority, once)
     form.__name__ = name
     form.__qualname__ = f"TaskManager.{name}"
     form.__doc__ = doc
@@ -120,10 +123,13 @@ class TaskManager(Generic[R, E]):
         self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
         self._priority = TaskQueue(self, "priority", settings.max_queue_size)
         self._main = TaskQueue(self, "main", settings.max_queue_size)
-        # The policies of tasks submitted without their own retries or backoff.
-        self._policies = (
-            Policy(False, settings.task_retries, settings.retry_backoff),
-            Policy(True, settings.task_retries, settings.retry_backoff),
+        # Where a task submitted without its own retries or backoff goes, and how it
+        # is re-run: _routes[route_index(priority, once)].
+        policies = [
+            Policy(once, settings.task_retries, settings.retry_backoff) for once in (False, True)
+        ]
+        self._routes: tuple[Route, ...] = tuple(
+            (queue, policy) for queue in (self._main, self._priority) for policy in policies
         )
         self._workers: list[Worker[R, E]] = []
         self._yield_after = _TURN_BUDGET  # each worker's share, see _spawn_worker
@@ -391,13 +397,10 @@ class TaskManager(Generic[R, E]):
     def _offer(
         self,
         fn: Callable[[R], Awaitable[E]],
-        priority: bool,
-        once: bool,
-        retries: int | None,
-        backoff: Callable[[int], float] | None,
+        route: Route,
         watched: bool,
     ) -> Task[R, E]:
-        """Build a task and queue it if its queue has room and nobody waits before it.
+        """Build a task for ``route`` and queue it if there is room and nobody waits.
 
         The task's state says which: QUEUED, or NEW for the caller to wait for room;
         a ``watched`` task that cannot be queued is refused through its future.
@@ -416,11 +419,7 @@ class TaskManager(Generic[R, E]):
             else self._thread != get_ident() or not self._loop.is_running()
         ) or not callable(fn):
             self._check_call(fn)
-        if retries is None and backoff is None:
-            policy = self._policies[once]
-        else:
-            policy = self._policy(once, retries, backoff)
-        queue = self._priority if priority else self._main
+        queue, policy = route
         task: Task[R, E] = Task()
         future: asyncio.Future[E]
         if watched:
@@ -533,7 +532,12 @@ class TaskManager(Generic[R, E]):
             ValueError: ``retries`` is not an int >= 0.
             RuntimeError: called outside the manager's event loop, or before it started.
         """
-        return self._offer(fn, priority, once, retries, backoff, True).future
+        if retries is None and backoff is None:
+            route = self._routes[route_index(priority, once)]
+        else:
+            queue = self._priority if priority else self._main
+            route = (queue, self._policy(once, retries, backoff))
+        return self._offer(fn, route, True).future
 
     async def _admit_waiting(self, task: Task[R, E]) -> None:
         """The waiting form of :meth:`submit`'s admission: wait for room, first come first."""

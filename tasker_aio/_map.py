@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic
 
 from ._exceptions import ManagerStoppedError
-from ._queue import NEW, Task
+from ._queue import NEW, Task, route_index
 from ._types import E, R, T
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class MapIterator(Generic[R, T, E]):
             self._sync = iter(items)
         else:
             raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
-        self._priority = priority
+        self._route = route_index(priority, once=False)
         self._ordered = ordered
         self._limit = max_in_flight
         self._done: deque[Task[R, E]] = deque()  # completion order (unordered)
@@ -95,7 +95,7 @@ class MapIterator(Generic[R, T, E]):
                     return
             manager = self._manager
             # Unwatched: the futures stay inside the iterator, which drops their tasks.
-            task = manager._offer(_bind(fn, item), self._priority, False, None, None, False)
+            task = manager._offer(_bind(fn, item), manager._routes[self._route], False)
             try:
                 if task.state == NEW:
                     await manager._admit_waiting(task)

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from ._manager import TaskManager
 
 __all__ = [
-    "DISCARDED", "DONE", "NEW", "QUEUED", "RUNNING", "WAITING", "Policy", "Task", "TaskQueue",
-    "WatchedFuture",
+    "DISCARDED", "DONE", "NEW", "QUEUED", "RUNNING", "WAITING", "Policy", "Route", "Task",
+    "TaskQueue", "WatchedFuture", "route_index",
 ]  # fmt: skip
 
 # Task states.
@@ -38,6 +38,14 @@ class Policy(NamedTuple):
     once: bool  # never re-run, whatever the failure
     retries: int  # re-runs after healthy failures
     backoff: Callable[[int], float]  # attempt -> seconds before a healthy re-run
+
+
+Route = tuple["TaskQueue", Policy]  # a task's queue and re-run policy
+
+
+def route_index(priority: bool, once: bool) -> int:
+    """Where the route for ``(priority, once)`` is in TaskManager._routes."""
+    return (2 if priority else 0) + (1 if once else 0)
 
 
 class Task(Generic[R, E]):
