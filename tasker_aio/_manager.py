@@ -533,7 +533,8 @@ class TaskManager(Generic[R, E]):
             RuntimeError: called outside the manager's event loop, or before it started.
         """
         if retries is None and backoff is None:
-            route = self._routes[route_index(priority, once)]
+            # route_index(), inlined: the future forms come through here.
+            route = self._routes[(2 if priority else 0) + (1 if once else 0)]
         else:
             queue = self._priority if priority else self._main
             route = (queue, self._policy(once, retries, backoff))

@@ -82,14 +82,26 @@ class WatchedFuture(asyncio.Future[E]):
     """
 
     __slots__ = ("task",)
-    task: Task[Any, E]
+    # The task and its future refer to each other until the future is done; then the
+    # link goes, so both are freed with their last reference instead of waiting for
+    # the garbage collector (a cycle per task made it a large share of the cost).
+    task: Task[Any, E] | None
 
     def cancel(self, msg: Any | None = None) -> bool:
         if not super().cancel(msg):
             return False
-        task = self.task
-        task.home.manager._forget(task)
+        task, self.task = self.task, None
+        if task is not None:
+            task.home.manager._forget(task)
         return True
+
+    def set_result(self, result: E, /) -> None:
+        asyncio.Future.set_result(self, result)
+        self.task = None
+
+    def set_exception(self, exception: type | BaseException, /) -> None:
+        asyncio.Future.set_exception(self, exception)
+        self.task = None
 
 
 class TaskQueue:

@@ -221,3 +221,30 @@ async def test_flood_of_trivial_tasks_lets_other_coroutines_run(make_manager: Ma
         stop.set()
         await watcher
     assert any(0 < queued < count for queued in seen), seen[:5]
+
+
+async def test_answered_futures_need_no_garbage_collector(make_manager: Make) -> None:
+    """A submitted task's future is freed by reference counting once answered (no cycle)."""
+    import gc
+    import weakref
+
+    async def fail(resource: Resource) -> None:
+        raise ValueError("x")
+
+    gate = asyncio.Event()
+    async with make_manager(worker_count=1, task_retries=0) as manager:
+        blocker = manager.submit(use(gate=gate))
+        futures = [manager.submit(use(1)), manager.submit(fail), manager.submit(use(2))]
+        futures[2].cancel()  # cancelled while queued
+        refs = [weakref.ref(f) for f in futures]
+        gc.disable()
+        try:
+            gate.set()
+            await blocker
+            results = await asyncio.gather(*futures[:2], return_exceptions=True)
+            assert results[0] == 1 and isinstance(results[1], ValueError)
+            del futures, results
+            await manager.queue_task(use())  # the worker's locals move on to this one
+            assert [ref() for ref in refs] == [None, None, None]
+        finally:
+            gc.enable()
