@@ -19,6 +19,7 @@ from ._common import (
     trivial,
 )
 from ._systems import (
+    METRICS_OFF,
     NoopCollector,
     raw_closed,
     raw_gather,
@@ -44,22 +45,33 @@ _SYSTEMS: list[tuple[str, str, Runner]] = [
     ("closed", "tasker queue_task, default collector", tasker_queue_task_closed),
     (
         "closed",
-        "tasker queue_task, no-op collector",
+        "tasker queue_task, no-op custom collector",
         partial(tasker_queue_task_closed, collector=NoopCollector()),
+    ),
+    (
+        "closed",
+        "tasker queue_task, metrics hooks off",
+        partial(tasker_queue_task_closed, collector=METRICS_OFF),
     ),
     ("closed", "raw floor", raw_closed),
     ("gather", "tasker submit, default collector", tasker_submit_gather),
     (
         "gather",
-        "tasker submit, no-op collector",
+        "tasker submit, no-op custom collector",
         partial(tasker_submit_gather, collector=NoopCollector()),
+    ),
+    (
+        "gather",
+        "tasker submit, metrics hooks off",
+        partial(tasker_submit_gather, collector=METRICS_OFF),
     ),
     ("gather", "raw floor", raw_gather),
 ]
 
 
 def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[MetricsRow]:
-    """Trivial tasks with the default collector, a no-op one and no manager at all."""
+    """Trivial tasks with the default collector, a no-op custom one, the metrics hooks
+    off, and no manager at all."""
     case = Case(trivial, n, WORKERS, submitters_for(WORKERS))
     samples: dict[tuple[str, int], list[float]] = defaultdict(list)
     for rep in range(reps):

@@ -269,10 +269,11 @@ class Report:
 
     def _render_metrics(self) -> str:
         n = self.metrics_cost[0].n
-        noop = {(r.loop, r.style): r.us_per_task for r in self.metrics_cost if "no-op" in r.system}
+        off = {(r.loop, r.style): r.us_per_task for r in self.metrics_cost if "off" in r.system}
         rows = []
         for r in self.metrics_cost:
-            cost = r.us_per_task - noop[r.loop, r.style] if "default" in r.system else math.nan
+            # What a collector adds over no metrics at all (the hooks-off row).
+            cost = r.us_per_task - off[r.loop, r.style] if "collector" in r.system else math.nan
             rows.append(
                 [f"{r.loop} / {r.style} / {r.system}", r.us_per_task, r.ratio_to_floor, cost]
             )
