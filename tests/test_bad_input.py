@@ -445,18 +445,20 @@ async def test_non_blocking_call_without_running_loop(make_manager: Make, method
         await still_works(manager)
 
 
+async def _try_submit(manager: TaskManager[Any, Any]) -> str:
+    """Queue one task: "accepted", or the RuntimeError's message."""
+    try:
+        await manager.queue_task(use())
+    except RuntimeError as exc:
+        return str(exc)
+    return "accepted"
+
+
 async def test_call_from_another_event_loop(make_manager: Make) -> None:
     """Submitting from a different event loop raises RuntimeError saying so."""
 
     def other_loop(manager: TaskManager[Any, Any]) -> str:
-        async def submit() -> str:
-            try:
-                await manager.queue_task(use())
-            except RuntimeError as exc:
-                return str(exc)
-            return "accepted"
-
-        return asyncio.run(submit())
+        return asyncio.run(_try_submit(manager))
 
     async with make_manager() as manager:
         assert await asyncio.to_thread(other_loop, manager) == (
@@ -488,17 +490,9 @@ def test_call_after_its_loop_stopped(tracker: Tracker, new_loop: Callable[[], An
     loop = new_loop()
     try:
         loop.run_until_complete(manager.__aenter__())  # the loop stops; the manager runs on
-
-        async def submit() -> str:
-            try:
-                await manager.queue_task(use())
-            except RuntimeError as exc:
-                return str(exc)
-            return "accepted"
-
         other = new_loop()
         try:
-            assert other.run_until_complete(submit()) == (
+            assert other.run_until_complete(_try_submit(manager)) == (
                 "the task manager runs in a different event loop"
             )
         finally:
