@@ -258,19 +258,17 @@ class HdrCollector:
 
     def record_arrival(self) -> None:
         self._arrival_log.append(self._clock())
-        if len(self._arrival_log) >= _FOLD_AT:
-            self._fold()
+        self.fold_if_long()
 
     def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
         self._completion_log.extend(outcome(*stamps))
-        if len(self._completion_log) >= 3 * _FOLD_AT:
-            self._fold()
+        self.fold_if_long()
 
     def record_failure(self, stamps: TaskLifecycleTimestamps | Outcome) -> None:
         self._failed += 1
 
     def _fold(self) -> None:
-        """Count the logged events, and buffer their durations for the histograms.
+        """Count the logged events and add their durations to the histograms.
 
         The manager's hot path only appends to the logs (see recorders()); the work
         of counting is done here, in batches, when the metrics are read or a worker

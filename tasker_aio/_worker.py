@@ -182,11 +182,12 @@ class Worker(Generic[R, E]):
                 if task.state == RUNNING:  # else kill() answered and counted it
                     task.state = DONE
                     # The Outcome (see recorders()), built inline on the hot path.
+                    logged = (now, now - started, started - task.queued_at)
                     if future.done():  # its caller cancelled it meanwhile
-                        failed((now, now - started, started - task.queued_at))
+                        failed(logged)
                     else:
                         future.set_result(result)
-                        completed((now, now - started, started - task.queued_at))
+                        completed(logged)
 
     def _own_cancellation(self, exc: BaseException | None) -> bool:
         """Settle a cancel made by interrupt(): True if ``exc`` is that cancel alone.
