@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
@@ -181,10 +181,35 @@ async def tasker(
         burst_interval=None,
         collector=collector,
     )
-    async with TaskManager[object, int](config) as manager:
-        if hooks_off:  # benchmark-only: private hooks, see METRICS_OFF
-            manager._arrived = manager._completed = manager._failed = _DISCARD
+    if hooks_off:
+        with _metrics_hooks_off():
+            manager = TaskManager[object, int](config)
+    else:
+        manager = TaskManager[object, int](config)
+    async with manager:
         yield manager
+
+
+@contextmanager
+def _metrics_hooks_off() -> Iterator[None]:
+    """Benchmark-only: build a manager whose metrics hooks do nothing (see METRICS_OFF).
+
+    The manager takes its per-task hooks from ``tasker_aio._metrics.recorders`` once, as
+    it is built; this swaps that private function for one that returns no-op hooks.
+    """
+    from tasker_aio import _manager
+    from tasker_aio._metrics import Recorders
+
+    real = getattr(_manager, "recorders")  # noqa: B009 - a name the module does not export
+    setattr(_manager, "recorders", lambda collector: Recorders(_DISCARD, _DISCARD, _DISCARD, _noop))  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(_manager, "recorders", real)  # noqa: B010
+
+
+def _noop() -> None:
+    pass
 
 
 async def tasker_queue_task_closed(case: Case, collector: MetricsCollector | None = None) -> float:

@@ -1,4 +1,4 @@
-"""Snapshots (TaskStats, TaskMetrics) and the default HDR-histogram collector.
+"""The default HDR-histogram collector, and the manager's hooks into any collector.
 
 The default collector keeps the per-task cost to a few list appends and integer
 increments: durations are buffered as floats and folded into the HDR histograms in
@@ -16,27 +16,17 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import accumulate
 from math import floor
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
 from ._exceptions import ConfigError
+from ._snapshots import TaskLifecycleTimestamps, TaskMetrics
+from ._types import MetricsCollector
 
-if TYPE_CHECKING:
-    from ._types import MetricsCollector
-
-__all__ = [
-    "HdrCollector",
-    "TaskLifecycleTimestamps",
-    "TaskMetrics",
-    "TaskStats",
-    "new_collector",
-    "outcome",
-    "recorders",
-]
+__all__ = ["HdrCollector", "Outcome", "Recorders", "new_collector", "outcome", "recorders"]
 
 _TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latencies
 _TICKS = float(_TICKS_PER_S)
@@ -44,60 +34,6 @@ _HIGHEST = 3_600 * _TICKS_PER_S  # one hour; longer durations are recorded as on
 _FOLD_AT = 4096  # buffered durations before they are folded into the histograms
 _SAMPLE_EVERY = 4  # a full batch gives the histogram every 4th value (see fold)
 _BUCKETS = 20  # time buckets per rate window
-
-
-class TaskLifecycleTimestamps(NamedTuple):
-    """When a task was queued, started and finished (``time.monotonic()`` seconds).
-
-    For a re-run task, ``queued_at`` is when it was last re-queued.
-    """
-
-    queued_at: float
-    started_at: float
-    finished_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStats:
-    """A consistent snapshot of the manager's state.
-
-    ``active_workers == base_workers + burst_workers``: workers alive and ready to take
-    tasks. Workers still creating their resource are not counted.
-    """
-
-    base_workers: int
-    active_workers: int
-    burst_workers: int
-    queued_tasks: int
-    priority_tasks: int
-    running_tasks: int
-    available_resources: int
-
-
-@dataclass(frozen=True, slots=True)
-class TaskMetrics:
-    """Performance metrics; durations in seconds, rates in tasks per second.
-
-    Execution and wait times describe completed tasks; failures are counted, not timed.
-    """
-
-    average_execution_time: float = 0.0
-    min_execution_time: float = 0.0
-    max_execution_time: float = 0.0
-    p50_execution_time: float = 0.0
-    p95_execution_time: float = 0.0
-    p99_execution_time: float = 0.0
-    average_wait_time: float = 0.0
-    p95_wait_time: float = 0.0
-    p99_wait_time: float = 0.0
-    task_arrival_rate: float = 0.0
-    task_completion_rate: float = 0.0
-    total_tasks_arrived: int = 0
-    total_tasks_completed: int = 0
-    total_tasks_failed: int = 0
-    total_tasks_retried: int = 0
-    success_rate: float = 0.0
-    failure_rate: float = 0.0
 
 
 class _WindowRate:

@@ -133,7 +133,7 @@ async def test_logged_events_stay_bounded(make_manager: Make) -> None:
     from tasker_aio._metrics import _FOLD_AT
 
     async with make_manager(worker_count=2) as manager:
-        collector = manager._collector
+        collector = manager._settings.collector
         assert isinstance(collector, HdrCollector)
         for _ in range(3):
             await asyncio.gather(*[manager.queue_task_async(use()) for _ in range(_FOLD_AT)])

@@ -4,27 +4,56 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Generic
+from collections.abc import Callable
+from typing import Any, Generic, Protocol
 
 import anyio
 
-from ._queue import DISCARDED, DONE, QUEUED, RUNNING, Task
-from ._types import E, R
+from .._metrics import Outcome
+from .._types import E, Logger, R
+from .admission import Admission
+from .failures import NOT_CALLED
+from .idle import IdleWorkers
+from .outcomes import Outcomes
+from .queues import DISCARDED, DONE, QUEUED, RUNNING, Task
+from .resources import NO_RESOURCE, Resources
+from .run import RunState
 
-if TYPE_CHECKING:
-    from ._manager import TaskManager
+__all__ = ["CLOSING", "CREATING", "READY", "Crew", "Worker"]
 
-__all__ = ["CLOSING", "CREATING", "NO_RESOURCE", "READY", "Worker"]
-
-NO_RESOURCE: Any = object()  # a resource may legitimately be None
 # Worker phases. Every phase counts against max_worker_count; only READY is "active".
 CREATING = 0
 READY = 1
 CLOSING = 2
 
 
+class Crew(Protocol[R]):
+    """What a worker needs of the worker set it belongs to (see WorkerSet)."""
+
+    loop: asyncio.AbstractEventLoop
+    run: RunState
+    admission: Admission
+    outcomes: Outcomes
+    resources: Resources[R]
+    idle: IdleWorkers
+    logger: Logger
+    completed: Callable[[Outcome], None]
+    failed: Callable[[Outcome], None]
+    tidy: Callable[[], None]  # bounds the collector's buffered events at slow points
+    yield_after: float  # seconds of back-to-back running before a worker yields
+    turns: int  # event-loop turns counted so far (see watch_turns)
+
+    def watch_turns(self) -> int:
+        """The loop-turn count now; it moves once the loop has run its next callbacks."""
+        ...
+
+    def gone(self, worker: Worker[R, Any]) -> None:
+        """``worker`` has ended and destroyed its resource."""
+        ...
+
+
 class Worker(Generic[R, E]):
-    """A coroutine in the manager's task group that owns ``resource``.
+    """A coroutine that owns ``resource`` and runs tasks on it.
 
     Its life: create the resource (unless handed one), run tasks until retired, drained
     or killed, then destroy the resource. An unhealthy failure swaps the resource in
@@ -34,9 +63,9 @@ class Worker(Generic[R, E]):
     __slots__ = (
         "burst",
         "cancel_requested",
+        "crew",
         "current",
         "idle_since",
-        "manager",
         "phase",
         "resource",
         "retiring",
@@ -44,10 +73,8 @@ class Worker(Generic[R, E]):
         "waiter",
     )
 
-    def __init__(
-        self, manager: TaskManager[R, E], burst: bool, resource: Any = NO_RESOURCE
-    ) -> None:
-        self.manager = manager
+    def __init__(self, crew: Crew[R], burst: bool, resource: Any = NO_RESOURCE) -> None:
+        self.crew = crew
         self.burst = burst
         self.resource: Any = resource
         self.phase = CREATING if resource is NO_RESOURCE else READY
@@ -75,15 +102,23 @@ class Worker(Generic[R, E]):
             self.cancel_requested = True
             self.task.cancel()
 
+    def retire(self) -> None:
+        """Leave once idle with nothing queued; wakes the worker if it is idle."""
+        self.retiring = True
+        self.crew.idle.remove(self)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def run(self) -> None:
-        m = self.manager
+        crew = self.crew
         self.task = asyncio.current_task()
         try:
             # Only kill() ends a worker early: a cancelled host or task group must not
             # cut it off between a task and its answer, or leak its resource.
             with anyio.CancelScope(shield=True):
                 try:
-                    with m._killable():
+                    with crew.run.killable():
                         try:
                             if self.resource is NO_RESOURCE:
                                 await self._create()
@@ -92,47 +127,52 @@ class Worker(Generic[R, E]):
                                 await self._serve()
                         finally:
                             if self.current is not None:
-                                m._answer_killed(self.current)
+                                crew.outcomes.answer_killed(self.current)
                                 self.current = None
                 finally:  # even if a cancellation got past the kill scope
                     self.phase = CLOSING
                     if self.resource is not NO_RESOURCE:
                         resource, self.resource = self.resource, NO_RESOURCE
-                        await m._destroy(resource)
+                        await crew.resources.destroy(resource)
         except asyncio.CancelledError:
             pass  # the worker is over; nothing outside waits on its cancellation
         finally:
-            m._worker_gone(self)
+            crew.gone(self)
+
+    def _drained(self) -> bool:
+        """Shutting down with nothing left to run: the worker may leave."""
+        return not self.crew.run.running and not self.crew.admission.backlog
 
     async def _create(self) -> None:
-        m = self.manager
-        self.resource = await m._create_with_retry(
+        crew = self.crew
+        self.resource = await crew.resources.create_with_retry(
             "burst worker" if self.burst else "worker",
             # While running, base workers remain, so a burst worker may give up;
             # during a drain, whoever holds the work must see it through.
-            give_up=lambda: (self.burst and m._state == "running") or m._drained(),
+            give_up=lambda: (self.burst and crew.run.running) or self._drained(),
         )
 
     async def _serve(self) -> None:
-        m = self.manager
-        priority, main = m._priority, m._main
-        completed, failed = m._completed, m._failed
+        crew = self.crew
+        run = crew.run
+        priority, main = crew.admission.priority, crew.admission.main
+        completed, failed = crew.completed, crew.failed
         clock = time.monotonic
-        no_resource = NO_RESOURCE
+        no_resource = NOT_CALLED
         # One clock read per task: a task's end is the next one's start.
         now = resumed = clock()
-        turn = m._watch_turns()
+        turn = crew.watch_turns()
         while True:
             # Awaiting a task that never suspends does not yield: without this a flood
             # of trivial tasks would starve every other coroutine on the loop. A task
             # that suspended let the loop turn already, and needs no extra turn.
-            if now - resumed > m._yield_after:
-                m._tidy()
-                if m._turns == turn:
+            if now - resumed > crew.yield_after:
+                crew.tidy()
+                if crew.turns == turn:
                     await asyncio.sleep(0)
                     now = clock()
                 resumed = now
-                turn = m._watch_turns()
+                turn = crew.watch_turns()
             if self.retiring:
                 if not (priority.live or main.live):
                     return
@@ -142,19 +182,19 @@ class Worker(Generic[R, E]):
             elif main.live:
                 queue = main
             else:
-                if m._state != "running":
+                if not run.running:
                     return  # stopping and drained
                 await self._idle()
                 now = resumed = clock()
-                turn = m._watch_turns()
+                turn = crew.watch_turns()
                 continue
-            # A TaskQueue pop, inlined on the hot path: live > 0, so a live task waits.
+            # TaskQueue._get, inlined on the hot path: live > 0, so a live task waits.
             task = queue.items.popleft()
             if task.state != QUEUED:
                 continue  # discarded while queued, and counted out of live then
             queue.live -= 1
-            if queue.putters:
-                queue.wake_putter()
+            if queue.line:
+                queue.wake_next_in_line()
             future = task.future
             if future.done():  # its awaiting caller was cancelled and has yet to forget it
                 task.state = DISCARDED
@@ -210,41 +250,19 @@ class Worker(Generic[R, E]):
     async def _failed(
         self, task: Task[R, E], exc: BaseException, returned: Any, interrupted: bool
     ) -> bool:
-        """Retry, re-queue or answer a failed task; False when the worker must exit."""
-        m = self.manager
-        if task.state != RUNNING:  # kill() answered and counted it already
+        """Settle a failed task; replace the resource if it broke. False: the worker must exit."""
+        if self.crew.outcomes.failed(task, exc, returned, interrupted):
             return True
-        exc = m._task_error(task.fn, returned, exc)
-        healthy = m._is_healthy(exc)
-        # A caller that gave up (even if the task turned its cancel into another
-        # error, or cancelled from check_health) gets no re-run.
-        interrupted = interrupted or task.future.done()
-        if task.errors is None:
-            task.errors = [exc]
-        else:
-            task.errors.append(exc)
-        if healthy:
-            healthy_failures = len(task.errors) - task.unhealthy_failures
-            if interrupted or task.policy.once or healthy_failures > task.policy.retries:
-                m._fail(task, exc)
-            else:
-                m._retry_later(task)
-            return True
-        task.unhealthy_failures += 1
-        if interrupted or task.policy.once or task.unhealthy_failures > m._settings.max_retries:
-            m._fail(task, exc)
-        else:
-            m._retry_now(task)
         return await self._replace(exc)
 
     async def _replace(self, exc: BaseException) -> bool:
         """Swap a broken resource for a fresh one; False if none is needed any more."""
-        m = self.manager
-        m._logger.warning("replacing a worker after an unhealthy error: %r", exc)
+        crew = self.crew
+        crew.logger.warning("replacing a worker after an unhealthy error: %r", exc)
         resource, self.resource = self.resource, NO_RESOURCE
         self.phase = CREATING
-        await m._destroy(resource)
-        if m._drained():
+        await crew.resources.destroy(resource)
+        if self._drained():
             return False
         await self._create()
         if self.resource is NO_RESOURCE:
@@ -253,12 +271,12 @@ class Worker(Generic[R, E]):
         return True
 
     async def _idle(self) -> None:
-        m = self.manager
-        m._tidy()
-        waiter = m._loop.create_future()
+        crew = self.crew
+        crew.tidy()
+        waiter = crew.loop.create_future()
         self.waiter = waiter
         self.idle_since = time.monotonic()
-        idle = m._idle_burst if self.burst else m._idle
+        idle = crew.idle.burst if self.burst else crew.idle.base
         idle.append(self)
         try:
             await waiter

@@ -1,0 +1,194 @@
+"""Task outcomes: answers, failures, retries (now or after a backoff) and kill answers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._exceptions import ManagerStoppedError, MaxRetriesExceededError
+from .._metrics import Outcome, outcome
+from .._types import Logger, MetricsCollector
+from .admission import Admission
+from .failures import HealthCheck, task_error
+from .queues import DISCARDED, DONE, QUEUED, RUNNING, WAITING, Task
+from .run import RunState
+
+__all__ = ["KILLED", "Outcomes"]
+
+KILLED = "task manager was killed"
+
+
+def _no_worker(task: Task[Any, Any]) -> None:
+    raise RuntimeError("Outcomes.interrupt was never set")
+
+
+class Outcomes:
+    """Decides and delivers what happens to a task that did not simply succeed.
+
+    It owns the backoff timers of tasks waiting to be re-run, and is where a caller's
+    cancellation ends up (:meth:`forget`). ``interrupt`` (set by the worker set) stops
+    a running task.
+    """
+
+    __slots__ = (
+        "_admission", "_collector", "_failed", "_logger", "_loop", "_max_retries", "_run",
+        "_waiting", "health", "interrupt",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        admission: Admission,
+        run: RunState,
+        collector: MetricsCollector,
+        failed: Callable[[Outcome], None],
+        health: HealthCheck,
+        max_retries: int,
+        logger: Logger,
+    ) -> None:
+        self._admission = admission
+        self._run = run
+        self._collector = collector
+        self._failed = failed
+        self.health = health
+        self._max_retries = max_retries
+        self._logger = logger
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.interrupt: Callable[[Task[Any, Any]], None] = _no_worker
+        # Failed healthily and waiting out a backoff: the timer that re-queues each.
+        self._waiting: dict[Task[Any, Any], asyncio.TimerHandle] = {}
+        for queue in admission.queues:
+            queue.forget = self.forget
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def forget(self, task: Task[Any, Any]) -> None:
+        """The caller cancelled ``task``'s future: drop it or interrupt it."""
+        state = task.state
+        if state == QUEUED:
+            task.queue.discard(task)
+        elif state == RUNNING:
+            self.interrupt(task)
+        elif state == WAITING:
+            self._end_wait(task)
+            task.state = DONE
+            self.record_failure(task)
+
+    def record_failure(self, task: Task[Any, Any]) -> None:
+        now = time.monotonic()
+        self._failed(outcome(task.queued_at, task.started_at or now, now))
+
+    def failed(
+        self, task: Task[Any, Any], exc: BaseException, returned: object, interrupted: bool
+    ) -> bool:
+        """Settle a failed run of ``task``: retry, re-queue or answer it.
+
+        Args:
+            task: the task, still RUNNING unless kill() answered it already.
+            exc: what it raised.
+            returned: what its function returned (NOT_CALLED if calling it raised).
+            interrupted: its caller cancelled it while it ran.
+
+        Returns:
+            Whether the resource it ran on is healthy.
+        """
+        if task.state != RUNNING:  # kill() answered and counted it already
+            return True
+        exc = task_error(task.fn, returned, exc)
+        healthy = self.health(exc)
+        # A caller that gave up (even if the task turned its cancel into another
+        # error, or cancelled from check_health) gets no re-run.
+        interrupted = interrupted or task.future.done()
+        if task.errors is None:
+            task.errors = [exc]
+        else:
+            task.errors.append(exc)
+        if healthy:
+            healthy_failures = len(task.errors) - task.unhealthy_failures
+            if interrupted or task.policy.once or healthy_failures > task.policy.retries:
+                self.fail(task, exc)
+            else:
+                self._retry_later(task)
+            return True
+        task.unhealthy_failures += 1
+        if interrupted or task.policy.once or task.unhealthy_failures > self._max_retries:
+            self.fail(task, exc)
+        else:
+            self._retry_now(task)
+        return False
+
+    def fail(self, task: Task[Any, Any], exc: BaseException) -> None:
+        """Answer ``task`` with its final error (no retries left)."""
+        task.state = DONE
+        future = task.future
+        if not future.done():
+            errors = task.errors or [exc]
+            error: BaseException = exc
+            if len(errors) > 1 or task.unhealthy_failures:
+                error = MaxRetriesExceededError(f"max retries exceeded: {exc}", tuple(errors))
+                error.__cause__ = exc
+            future.set_exception(error)
+        self.record_failure(task)
+
+    def answer_killed(self, task: Task[Any, Any]) -> None:
+        """Answer a task kill() stops with ManagerStoppedError; count it if it ever ran."""
+        state = task.state
+        if state in (DONE, DISCARDED):
+            return
+        ran = state == RUNNING or task.errors is not None
+        if state == WAITING:
+            self._end_wait(task)
+        task.state = DONE
+        future = task.future
+        if not future.done():
+            future.set_exception(ManagerStoppedError(KILLED))
+        if ran:
+            self.record_failure(task)
+
+    def release_waiting(self) -> None:
+        """Re-queue every task waiting out a backoff at once (a graceful stop)."""
+        for task in list(self._waiting):
+            self._requeue(task)
+
+    def kill_waiting(self) -> None:
+        for task in list(self._waiting):
+            self.answer_killed(task)
+
+    def _retry_now(self, task: Task[Any, Any]) -> None:
+        """An unhealthy failure: straight to the end of the priority queue."""
+        self._collector.record_retry()
+        self._admission.requeue(task, self._admission.priority)
+
+    def _retry_later(self, task: Task[Any, Any]) -> None:
+        """A healthy failure: back to its own queue after its backoff, holding no worker."""
+        self._collector.record_retry()
+        try:
+            attempt = len(task.errors or ()) - task.unhealthy_failures
+            delay = float(task.policy.backoff(attempt))
+        except Exception as exc:
+            self._logger.error(
+                "retry backoff %r raised %r; retrying at once", task.policy.backoff, exc
+            )
+            delay = 0.0
+        if task.future.done():  # its holder cancelled it from inside backoff()
+            task.state = DONE
+            self.record_failure(task)
+            return
+        if self._run.running and delay > 0:
+            assert self._loop is not None
+            task.state = WAITING
+            self._waiting[task] = self._loop.call_later(delay, self._requeue, task)
+        else:
+            self._requeue(task)
+
+    def _end_wait(self, task: Task[Any, Any]) -> None:
+        timer = self._waiting.pop(task, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _requeue(self, task: Task[Any, Any]) -> None:
+        self._end_wait(task)
+        self._admission.requeue(task, task.home)

@@ -1,0 +1,131 @@
+"""The resource pool behind run_task: take, run, give back or replace."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic
+
+import anyio
+
+from .._exceptions import ManagerStoppedError, ResourceCreationError
+from .._metrics import Outcome, outcome
+from .._types import E, R
+from .failures import NOT_CALLED, HealthCheck, task_error
+from .outcomes import KILLED
+from .resources import NO_RESOURCE, Resources
+from .run import RunState
+
+__all__ = ["ResourcePool"]
+
+
+class ResourcePool(Generic[R]):
+    """Idle resources kept for ``run_task``, which runs a task in its caller's task."""
+
+    __slots__ = ("_arrived", "_completed", "_failed", "_health", "_idle", "_resources", "_run")
+
+    def __init__(
+        self,
+        *,
+        resources: Resources[R],
+        run: RunState,
+        health: HealthCheck,
+        arrived: Callable[[float], None],
+        completed: Callable[[Outcome], None],
+        failed: Callable[[Outcome], None],
+    ) -> None:
+        self._resources = resources
+        self._run = run
+        self._health = health
+        self._arrived = arrived
+        self._completed = completed
+        self._failed = failed
+        self._idle: list[R] = []
+
+    @property
+    def available(self) -> int:
+        return len(self._idle)
+
+    def fill(self, resources: list[R]) -> None:
+        self._idle.extend(resources)
+
+    async def close(self) -> None:
+        """Destroy every idle resource (at shutdown, once nothing else holds one)."""
+        while self._idle:
+            await self._resources.destroy(self._idle.pop())
+
+    async def run(self, fn: Callable[[R], Awaitable[E]]) -> E:
+        """Run ``fn`` now on an idle pool resource, or on a temporary one.
+
+        Raises:
+            ManagerStoppedError: kill() cancelled it.
+            ResourceCreationError: the temporary resource could not be created.
+        """
+        run = self._run
+        queued_at = time.monotonic()
+        self._arrived(queued_at)
+        resource: Any = self._idle.pop() if self._idle else NO_RESOURCE
+        pooled = resource is not NO_RESOURCE
+        healthy = True
+        run.hold()
+        try:
+            with run.killable():
+                if not pooled:
+                    try:
+                        resource = await self._resources.create()
+                    except Exception as exc:
+                        raise ResourceCreationError(
+                            f"failed to create temporary resource: {exc}"
+                        ) from exc
+                started_at = time.monotonic()
+                returned: Any = NOT_CALLED
+                try:
+                    returned = fn(resource)
+                    result: E = await returned
+                except BaseException as exc:
+                    error = task_error(fn, returned, exc)
+                    healthy = self._health(error)
+                    self._failed(outcome(queued_at, started_at, time.monotonic()))
+                    if error is exc:
+                        raise
+                    raise error from None
+                self._completed(outcome(queued_at, started_at, time.monotonic()))
+                return result
+            raise ManagerStoppedError(KILLED)  # kill() cancelled us
+        finally:
+            try:
+                if resource is not NO_RESOURCE:
+                    if pooled and healthy:
+                        self._idle.append(resource)
+                    else:
+                        try:
+                            await self._resources.destroy(resource)  # may re-raise our cancel
+                        finally:
+                            if pooled:
+                                self._refill()
+            finally:
+                run.release()
+
+    def _refill(self) -> None:
+        run = self._run
+        if not run.running:
+            return
+        run.hold()
+        run.start_soon(self._refill_one)
+
+    async def _refill_one(self) -> None:
+        run = self._run
+        resource: Any = NO_RESOURCE
+        try:
+            with anyio.CancelScope(shield=True):
+                with run.killable():
+                    resource = await self._resources.create_with_retry(
+                        "pool resource", give_up=lambda: not run.running
+                    )
+                if resource is not NO_RESOURCE:
+                    if run.running:
+                        self._idle.append(resource)
+                    else:
+                        await self._resources.destroy(resource)
+        finally:
+            run.release()
