@@ -1,0 +1,16 @@
+"""``python -m tasker_aio demo``: a simulated workload, drawn live in the terminal.
+
+The simulation (:func:`simulate`) drives a real :class:`TaskManager` the way an
+application would: fake "model handles" that take a while to load, requests arriving
+at random (a quiet phase, a burst well above what the base workers can serve, then
+quiet again), a few crashes that replace the worker, and a graceful stop. It reports
+what it sees through ``stats()`` and ``metrics()`` only, so a user can copy it.
+"""
+
+from __future__ import annotations
+
+from .cli import build_parser, main
+from .screen import Screen
+from .simulation import DemoParams, Sample, Summary, simulate
+
+__all__ = ["DemoParams", "Sample", "Screen", "Summary", "build_parser", "main", "simulate"]
