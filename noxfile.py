@@ -12,6 +12,7 @@ nox.options.default_venv_backend = "venv"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ROOT = Path(__file__).parent
+PYTHONS = ["3.11", "3.12", "3.13"]  # what CI covers; .ci/run finds them under pyenv
 
 
 def install(session: nox.Session, *groups: str, extras: str = "") -> None:
@@ -22,9 +23,9 @@ def install(session: nox.Session, *groups: str, extras: str = "") -> None:
     session.install("-e", f".[{extras}]" if extras else ".", *requirements)
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, web integration tests included."""
+    """The test suite on each supported Python, web integration tests included."""
     install(session, "test", extras="web")
     session.run("pytest", *session.posargs)
 
