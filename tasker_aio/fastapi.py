@@ -63,6 +63,7 @@ T = TypeVar("T")
 _State = Mapping[str, Any]
 
 _logger = logging.getLogger("tasker_aio")
+_DISCONNECTED = "tasker_aio: the client disconnected"
 
 
 class ClientDisconnected(TaskerError):
@@ -288,21 +289,28 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         ClientDisconnected: the client disconnected before ``work`` finished, and
             ``work`` was cancelled.
     """
+    handler = asyncio.current_task()
     try:
+        if handler is None:
+            raise RuntimeError("cancel_on_disconnect must be awaited in an asyncio task")
         await _read_body(request)
     except BaseException:
         _abandon(work)
         raise
-    # The scope tells its own cancel (a disconnect) from one aimed at the handler.
-    scope = anyio.CancelScope()
+    watch = _Watch(handler)
     watcher = asyncio.get_running_loop().create_task(
-        _cancel_on_disconnect(request.receive, scope),
+        watch.run(request.receive),
         name=f"tasker_aio: watch {request.method} {request.url.path} for disconnect",
     )
     try:
-        with scope:
-            return await work
-        raise ClientDisconnected(f"client of {request.method} {request.url.path} disconnected")
+        return await work
+    except asyncio.CancelledError:
+        # Ours only if no other cancel is pending on the handler: uncancel() counts them,
+        # so a timeout or a server cancelling the handler always propagates, even when it
+        # lands in the same loop turn as the disconnect.
+        if watch.cancelled and handler.uncancel() <= watch.cancelling_at_start:
+            raise _disconnected(request) from None
+        raise
     finally:
         watcher.cancel()
         # Awaited, so no task outlives the call and no one else is left in receive().
@@ -315,9 +323,7 @@ async def _read_body(request: Request) -> None:
     try:
         await request.body()
     except ClientDisconnect as exc:  # gone while sending the body
-        raise ClientDisconnected(
-            f"client of {request.method} {request.url.path} disconnected"
-        ) from exc
+        raise _disconnected(request) from exc
     except RuntimeError as exc:
         # Someone already streamed the body to its end (request.form() does): nothing
         # is left to take from receive() but the disconnect.
@@ -325,16 +331,29 @@ async def _read_body(request: Request) -> None:
             raise
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    try:
-        message = await receive()
-    except Exception as exc:  # a server-specific failure: stop watching, keep serving
-        _logger.warning("cannot watch for client disconnect: receive() raised %r", exc)
-        return
-    if message["type"] == "http.disconnect":
-        scope.cancel()
-    else:  # not ASGI after a complete body; never loop on it
-        _logger.warning("cannot watch for client disconnect: received %r", message["type"])
+def _disconnected(request: Request) -> ClientDisconnected:
+    return ClientDisconnected(f"client of {request.method} {request.url.path} disconnected")
+
+
+class _Watch:
+    """One disconnect watch: cancels the handler on ``http.disconnect`` while it waits."""
+
+    def __init__(self, handler: asyncio.Task[Any]) -> None:
+        self.handler = handler
+        self.cancelling_at_start = handler.cancelling()
+        self.cancelled = False
+
+    async def run(self, receive: Receive) -> None:
+        try:
+            message = await receive()
+        except Exception as exc:  # a server-specific failure: stop watching, keep serving
+            _logger.warning("cannot watch for client disconnect: receive() raised %r", exc)
+            return
+        if message["type"] != "http.disconnect":  # not ASGI after a complete body
+            _logger.warning("cannot watch for client disconnect: received %r", message["type"])
+        else:  # the handler still awaits `work`: it cancels this task before resuming
+            self.cancelled = True
+            self.handler.cancel(_DISCONNECTED)
 
 
 def _abandon(work: Awaitable[Any]) -> None:
