@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import subprocess
 import sys
+from typing import TypeVar
 
 import pytest
 
@@ -41,3 +43,19 @@ def test_aiohttp_helpers_need_only_aiohttp() -> None:
     if importlib.util.find_spec("aiohttp") is None:
         pytest.skip("aiohttp is not installed")
     assert imported_after("import tasker_aio.aiohttp") == {"aiohttp"}
+
+
+@pytest.mark.parametrize("module", ["tasker_aio.fastapi", "tasker_aio.aiohttp"])
+def test_helper_modules_export_what_they_define(module: str) -> None:
+    """Each helper module's __all__ is exactly its own public classes, functions and keys."""
+    framework = "starlette" if module.endswith("fastapi") else "aiohttp"
+    pytest.importorskip(framework)
+    helpers = importlib.import_module(module)
+    own = {
+        name
+        for name, value in vars(helpers).items()
+        if not name.startswith("_")
+        and (getattr(value, "__module__", None) == module or name.isupper())
+        and not isinstance(value, TypeVar)
+    }
+    assert set(helpers.__all__) == own
