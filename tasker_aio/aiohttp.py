@@ -41,15 +41,15 @@ from typing import Any, TypeVar, overload
 
 from aiohttp import web
 
-from ._config import Config
-from ._manager import TaskManager
-from ._types import R
+# Only the public API: these helpers sit on top of the engine, not inside it.
+from . import Config, TaskManager
 
 __all__ = ["TASK_MANAGER", "get_task_manager", "setup_task_manager"]
 
 TASK_MANAGER = web.AppKey("TASK_MANAGER", TaskManager[Any, Any])
 """The default key of the manager in the app, when ``setup_task_manager`` is given none."""
 
+R = TypeVar("R")  # the resource a worker holds
 ManagerT = TypeVar("ManagerT", bound=TaskManager[Any, Any])
 
 

@@ -39,10 +39,8 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from ._config import Config
-from ._exceptions import TaskerError
-from ._manager import TaskManager
-from ._types import R
+# Only the public API: these helpers sit on top of the engine, not inside it.
+from . import Config, TaskerError, TaskManager
 
 __all__ = [
     "DEFAULT_NAME",
@@ -59,6 +57,7 @@ DEFAULT_NAME = "task_manager"
 """The ``app.state`` attribute the manager is kept under unless told otherwise."""
 
 AppT = TypeVar("AppT", bound=Starlette)
+R = TypeVar("R")  # the resource a worker holds
 T = TypeVar("T")
 _State = Mapping[str, Any]
 

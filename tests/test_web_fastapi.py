@@ -84,12 +84,6 @@ def manager_of(app: Starlette, name: str = "task_manager") -> TaskManager[Resour
     return manager
 
 
-def arrivals_of(app: Starlette) -> Arrivals:
-    collector = manager_of(app)._settings.collector
-    assert isinstance(collector, Arrivals)
-    return collector
-
-
 @asynccontextmanager
 async def client_for(app: Starlette, **config: Any) -> AsyncIterator[httpx.AsyncClient]:
     """Serve ``app`` under uvicorn; yield an httpx client for it."""
@@ -262,22 +256,26 @@ async def test_dependency_without_a_manager_says_what_to_do() -> None:
 # ---------------------------------------------------------- cancel_on_disconnect, served
 
 
-async def awaited_in_a_handler(
-    tracker: Tracker, handler: Callable[[Request], Coroutine[Any, Any, Response]], **config: Any
-) -> tuple[Starlette, Notes]:
-    """A Starlette app serving ``handler`` on ``/{n}`` (any method), noting each 499."""
-    notes = Notes()
+class Handled:
+    """A Starlette app serving one handler on ``/{n}``, noting each request answered 499."""
 
-    async def gone(request: Request, exc: Exception) -> Response:
-        notes.add(f"gone {request.path_params['n']}")
+    def __init__(
+        self,
+        tracker: Tracker,
+        handler: Callable[[Request], Coroutine[Any, Any, Response]],
+    ) -> None:
+        self.notes = Notes()
+        self.arrivals = Arrivals()  # wakes the test when a task is queued
+        config = make_config(tracker, collector=self.arrivals)
+        self.app = Starlette(
+            routes=[Route("/{n:int}", handler, methods=["GET", "POST"])],
+            lifespan=task_manager_lifespan(config),
+            exception_handlers={ClientDisconnected: self.gone},
+        )
+
+    async def gone(self, request: Request, exc: Exception) -> Response:
+        self.notes.add(f"gone {request.path_params['n']}")
         return await client_disconnected_handler(request, exc)
-
-    app = Starlette(
-        routes=[Route("/{n:int}", handler, methods=["GET", "POST"])],
-        lifespan=task_manager_lifespan(make_config(tracker, **config)),
-        exception_handlers={ClientDisconnected: gone},
-    )
-    return app, notes
 
 
 @pytest.mark.parametrize("how", ["unread", "read", "streamed", "read by the work"])
@@ -303,7 +301,7 @@ async def test_the_body_stays_readable(tracker: Tracker, how: str) -> None:
         await cancel_on_disconnect(request, manager.queue_task(use(1)))
         return Response(await request.body())
 
-    app, _ = await awaited_in_a_handler(tracker, echo)
+    app = Handled(tracker, echo).app
     body = b"x" * 100_000  # several ASGI body messages
     async with client_for(app) as client:
         response = await client.post("/1", content=body)
@@ -321,7 +319,8 @@ async def test_disconnect_while_the_body_arrives_queues_nothing(tracker: Tracker
         await cancel_on_disconnect(request, manager.queue_task(use(1)))
         return Response()
 
-    app, notes = await awaited_in_a_handler(tracker, upload)
+    handled = Handled(tracker, upload)
+    app, notes = handled.app, handled.notes
     async with serve_asgi(app) as server:
         port = int(server.url.rsplit(":", 1)[1])
         _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -332,7 +331,7 @@ async def test_disconnect_while_the_body_arrives_queues_nothing(tracker: Tracker
         writer.close()
         await writer.wait_closed()
         await notes.wait_for("gone 1")
-        assert arrivals_of(app).count == 0  # the coroutine was closed, never queued
+        assert handled.arrivals.count == 0  # the coroutine was closed, never queued
     tracker.assert_balanced()
 
 
@@ -358,14 +357,15 @@ async def test_watchers_never_outlive_the_call(tracker: Tracker) -> None:
     def watchers() -> list[asyncio.Task[Any]]:
         return [t for t in asyncio.all_tasks() if t.get_name().startswith("tasker_aio: watch")]
 
-    app, notes = await awaited_in_a_handler(tracker, handler)
+    handled = Handled(tracker, handler)
+    app, notes = handled.app, handled.notes
     async with client_for(app) as client:
         assert (await client.get("/1")).status_code == 200
         assert watchers() == []
         assert (await client.get("/2")).status_code == 422
         assert watchers() == []
         gone = asyncio.create_task(client.get("/0"))
-        await arrivals_of(app).wait_for(3)
+        await handled.arrivals.wait_for(3)
         assert len(watchers()) == 1
         gone.cancel()  # the client closes its connection
         await notes.wait_for("gone 0")
@@ -388,7 +388,8 @@ async def test_a_handlers_own_timeout_is_not_a_disconnect(tracker: Tracker) -> N
             return Response(status_code=504)
         return Response()
 
-    app, notes = await awaited_in_a_handler(tracker, handler)
+    handled = Handled(tracker, handler)
+    app, notes = handled.app, handled.notes
     async with client_for(app) as client:
         answer = asyncio.create_task(client.get("/1"))
         manager = manager_of(app)
@@ -410,7 +411,8 @@ async def test_server_cancelling_the_handler_is_not_a_disconnect(tracker: Tracke
         await cancel_on_disconnect(request, manager.queue_task(use(1, gate=gate)))
         return Response()
 
-    app, notes = await awaited_in_a_handler(tracker, handler)
+    handled = Handled(tracker, handler)
+    app, notes = handled.app, handled.notes
     # timeout_graceful_shutdown=0: uvicorn cancels the handlers still running at shutdown.
     async with (
         serve_asgi(app, timeout_graceful_shutdown=0, log_level="critical") as server,
