@@ -194,14 +194,17 @@ async def tasker(
 def _metrics_hooks_off() -> Iterator[None]:
     """Benchmark-only: build a manager whose metrics hooks do nothing (see METRICS_OFF).
 
-    The manager takes its per-task hooks from ``tasker_aio._metrics.recorders`` once, as
-    it is built; this swaps that private function for one that returns no-op hooks.
+    The manager takes its per-task hooks from ``tasker_aio._engine.recording.recorders``
+    once, as it is built; this swaps that function for one that returns no-op hooks.
     """
     from tasker_aio import _manager
     from tasker_aio._metrics import Recorders
 
+    def off(collector: object, hooks: object) -> Recorders:
+        return Recorders(_DISCARD, _DISCARD, _DISCARD, _noop, _noop)
+
     real = getattr(_manager, "recorders")  # noqa: B009 - a name the module does not export
-    setattr(_manager, "recorders", lambda collector: Recorders(_DISCARD, _DISCARD, _DISCARD, _noop))  # noqa: B010
+    setattr(_manager, "recorders", off)  # noqa: B010
     try:
         yield
     finally:

@@ -12,17 +12,19 @@ from ._config import Config, resolve
 from ._engine.admission import Admission, shutting_down
 from ._engine.callbacks import Callbacks
 from ._engine.failures import HealthCheck
+from ._engine.hooks import Hooks, SafeLogger
 from ._engine.idle import IdleWorkers
 from ._engine.lifecycle import Lifecycle
+from ._engine.loop import call_in, hop
 from ._engine.outcomes import Outcomes
 from ._engine.pool import ResourcePool
+from ._engine.recording import recorders
 from ._engine.resources import Resources
 from ._engine.run import RunState, State
 from ._engine.scaling import ScalingActions, ScalingView
 from ._engine.workers import WorkerSet
 from ._forms import SubmissionForms
 from ._map import MapIterator
-from ._metrics import recorders
 from ._snapshots import TaskMetrics, TaskStats
 from ._types import E, R, T
 
@@ -50,12 +52,14 @@ class TaskManager(SubmissionForms[R, E]):
         """
         settings = resolve(config)
         self._settings = settings
-        logger = settings.logger
+        # Every call into user code (hooks, the logger, the collector) is contained.
+        logger = SafeLogger(settings.logger)
+        hooks = Hooks(logger)
         collector = settings.collector
-        arrived, completed, failed, tidy = recorders(collector)
-        health = HealthCheck(settings.check_health, logger)
+        arrived, completed, failed, retried, tidy = recorders(collector, hooks)
+        health = HealthCheck(settings.check_health, hooks)
         idle = IdleWorkers()
-        self._run = run = RunState()
+        self._run = run = RunState(logger)
         self._admission = admission = Admission(
             max_queue_size=settings.max_queue_size,
             task_retries=settings.task_retries,
@@ -66,14 +70,14 @@ class TaskManager(SubmissionForms[R, E]):
         self._outcomes = outcomes = Outcomes(
             admission=admission,
             run=run,
-            collector=collector,
             failed=failed,
+            retried=retried,
             health=health,
             max_retries=settings.max_retries,
-            logger=logger,
+            hooks=hooks,
         )
         resources: Resources[R] = Resources(
-            on_create=settings.on_create, on_destroy=settings.on_destroy, run=run, logger=logger
+            on_create=settings.on_create, on_destroy=settings.on_destroy, run=run, hooks=hooks
         )
         self._pool = pool = ResourcePool(
             resources=resources,
@@ -82,6 +86,7 @@ class TaskManager(SubmissionForms[R, E]):
             arrived=arrived,
             completed=completed,
             failed=failed,
+            tidy=tidy,
         )
         self._workers = workers = WorkerSet(
             run=run,
@@ -97,13 +102,13 @@ class TaskManager(SubmissionForms[R, E]):
         scaling = (
             ScalingView(
                 running=lambda: run.running,
-                metrics=collector.metrics,
-                stats=self.stats,
+                metrics=lambda: hooks.call("collector.metrics", collector.metrics, default=None),
+                stats=self._stats,
                 slots=self._slots,
             ),
-            ScalingActions(add=self._add_burst_workers, retire=workers.retire),
+            ScalingActions(add=workers.add_burst, retire=workers.retire),
         )
-        self._callbacks = callbacks = Callbacks(logger)
+        self._callbacks = callbacks = Callbacks(hooks)
         self._lifecycle = Lifecycle(
             settings=settings,
             run=run,
@@ -122,7 +127,7 @@ class TaskManager(SubmissionForms[R, E]):
         self._forget = outcomes.forget
 
     def __repr__(self) -> str:
-        stats = self.stats()
+        stats = self._stats()
         return (
             f"<TaskManager state={self._run.state} workers={stats.active_workers}"
             f"/{self._settings.max_worker_count} queued={stats.queued_tasks}"
@@ -166,20 +171,23 @@ class TaskManager(SubmissionForms[R, E]):
         Args:
             timeout: seconds to wait for the drain before escalating to :meth:`kill`.
 
+        May be awaited from any thread's event loop: it runs on the manager's loop.
+
         Raises:
             ValueError: ``timeout`` is not a number >= 0.
-            RuntimeError: awaited inside one of this manager's own tasks.
+            RuntimeError: awaited inside one of this manager's own tasks (a queued task
+                or a ``run_task`` function), where it would wait for itself.
         """
-        await self._lifecycle.stop(timeout)
+        await hop(self._run.loop, lambda: self._lifecycle.stop(timeout))
 
     async def kill(self) -> None:
         """Shut down now: cancel running tasks, drop queued ones, destroy every resource.
 
         Every caller, future and callback of a task that did not complete gets
         ``ManagerStoppedError("task manager was killed")``. Idempotent; escalates a
-        :meth:`stop` in progress.
+        :meth:`stop` in progress. May be awaited from any thread's event loop.
         """
-        await self._lifecycle.kill()
+        await hop(self._run.loop, self._lifecycle.kill)
 
     # ---------------------------------------------------------------- submission
 
@@ -239,7 +247,13 @@ class TaskManager(SubmissionForms[R, E]):
     # ------------------------------------------------------------ introspection
 
     def stats(self) -> TaskStats:
-        """A consistent snapshot of workers, queues, running tasks and idle resources."""
+        """A consistent snapshot of workers, queues, running tasks and idle resources.
+
+        Safe from any thread: from another one, it is taken on the manager's loop.
+        """
+        return call_in(self._run.loop, self._stats)
+
+    def _stats(self) -> TaskStats:
         counts = self._workers.counts()  # counted here, not per task on the hot path
         return TaskStats(
             base_workers=counts.base,
@@ -252,15 +266,13 @@ class TaskManager(SubmissionForms[R, E]):
         )
 
     def metrics(self) -> TaskMetrics:
-        """The collector's metrics: latency percentiles, rates and totals."""
-        return self._settings.collector.metrics()
+        """The collector's metrics: latency percentiles, rates and totals.
 
-    # ------------------------------------------------------------------- scaling
+        Safe from any thread: from another one, they are read on the manager's loop.
+        """
+        return call_in(self._run.loop, self._settings.collector.metrics)
 
     def _slots(self, grace: float) -> tuple[int, int]:
+        """For scaling: workers holding a slot while not ready, and spare burst workers."""
         counts = self._workers.counts(spare_for=grace)
         return counts.creating, counts.spare
-
-    def _add_burst_workers(self, count: int) -> None:
-        for _ in range(count):
-            self._workers.spawn(burst=True)

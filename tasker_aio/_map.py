@@ -57,13 +57,20 @@ class MapIterator(Generic[R, T, E]):
         self._exhausted = False
         self._closed = False
         self._refused: BaseException | None = None  # raised once in-flight work is yielded
+        self._busy = False  # a consumer is inside __anext__
 
     def __aiter__(self) -> MapIterator[R, T, E]:
         return self
 
     async def __anext__(self) -> E:
+        if self._busy:  # as an async generator refuses to be run twice at once
+            raise RuntimeError(
+                "anext(): this map() iterator is already being awaited by another task;"
+                " give each consumer its own map()"
+            )
         if self._closed:
             raise StopAsyncIteration
+        self._busy = True
         try:
             await self._fill()
             if not self._in_flight:
@@ -77,6 +84,8 @@ class MapIterator(Generic[R, T, E]):
         except BaseException:
             self._cancel_in_flight()
             raise
+        finally:
+            self._busy = False
 
     async def _fill(self) -> None:
         fn = self._fn

@@ -18,9 +18,6 @@ MAX_LINES = 420  # "about 400": past this a module is doing more than one job
 ALLOWED_PRIVATE_READS = {
     # HdrHistogram's index function, used to bound a one-pass percentile scan.
     ("tasker_aio._metrics", "_counts_index_for"),
-    # recorders() binds the default collector's own logs; both live in _metrics.
-    ("tasker_aio._metrics", "_arrival_log"),
-    ("tasker_aio._metrics", "_completion_log"),
 }
 
 

@@ -10,18 +10,26 @@ import pytest
 
 from tasker_aio import ManagerStoppedError, ResourceCreationError
 from tasker_aio._engine.failures import HealthCheck
+from tasker_aio._engine.hooks import Hooks, SafeLogger
 from tasker_aio._engine.pool import ResourcePool
 from tasker_aio._engine.resources import NO_RESOURCE, Resources
 from tasker_aio._engine.run import RunState
 
 from .helpers import Resource, Tracker, settle, wait_until
 
-LOGGER = logging.getLogger("tests.engine")
+LOGGER = SafeLogger(logging.getLogger("tests.engine"))
+HOOKS = Hooks(LOGGER)
+
+
+def _run() -> RunState:
+    run = RunState(LOGGER)
+    run.loop = asyncio.get_running_loop()
+    return run
 
 
 def _resources(tracker: Tracker, run: RunState | None = None) -> Resources[Resource]:
     return Resources(
-        on_create=tracker.create, on_destroy=tracker.destroy, run=run or RunState(), logger=LOGGER
+        on_create=tracker.create, on_destroy=tracker.destroy, run=run or _run(), hooks=HOOKS
     )
 
 
@@ -47,7 +55,7 @@ async def test_sync_hooks_work(tracker: Tracker) -> None:
     """Plain functions serve as on_create and on_destroy."""
     destroyed: list[object] = []
     resources: Resources[object] = Resources(
-        on_create=object, on_destroy=destroyed.append, run=RunState(), logger=LOGGER
+        on_create=object, on_destroy=destroyed.append, run=_run(), hooks=HOOKS
     )
     made = await resources.create()
     await resources.destroy(made)
@@ -58,7 +66,7 @@ async def test_create_with_retry_retries_until_it_gets_one(
     tracker: Tracker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Failed creations are logged with their attempt number and retried."""
-    run = RunState()
+    run = _run()
     run.state = "running"
     tracker.fail_creates = 2
     resource = await _resources(tracker, run).create_with_retry("worker", give_up=lambda: False)
@@ -87,7 +95,7 @@ async def test_destroy_finishes_even_if_its_caller_is_cancelled() -> None:
         finished.append(resource)
 
     resources: Resources[str] = Resources(
-        on_create=str, on_destroy=slow_destroy, run=RunState(), logger=LOGGER
+        on_create=str, on_destroy=slow_destroy, run=_run(), hooks=HOOKS
     )
     caller = asyncio.create_task(resources.destroy("conn"))
     await settle()
@@ -106,9 +114,7 @@ async def test_destroy_logs_a_failing_hook(caplog: pytest.LogCaptureFixture) -> 
     def broken(resource: str) -> None:
         raise OSError("gone")
 
-    resources: Resources[str] = Resources(
-        on_create=str, on_destroy=broken, run=RunState(), logger=LOGGER
-    )
+    resources: Resources[str] = Resources(on_create=str, on_destroy=broken, run=_run(), hooks=HOOKS)
     await resources.destroy("conn")
     assert "on_destroy failed for 'conn': OSError('gone')" in caplog.text
 
@@ -118,16 +124,17 @@ def _pool(tracker: Tracker, run: RunState, check_health: Any = None) -> Resource
     return ResourcePool(
         resources=_resources(tracker, run),
         run=run,
-        health=HealthCheck(check_health, LOGGER),
+        health=HealthCheck(check_health, HOOKS),
         arrived=log.append,
         completed=log.append,
         failed=log.append,
+        tidy=lambda: None,
     )
 
 
 async def test_pool_lends_and_takes_back(tracker: Tracker) -> None:
     """run() uses an idle pool resource and returns it afterwards."""
-    run = RunState()
+    run = _run()
     pool = _pool(tracker, run)
     pool.fill([await tracker.create()])
 
@@ -144,17 +151,15 @@ async def test_pool_lends_and_takes_back(tracker: Tracker) -> None:
 
 async def test_pool_uses_a_temporary_resource_when_empty(tracker: Tracker) -> None:
     """With no idle resource, run() creates one and destroys it afterwards."""
-    pool = _pool(tracker, RunState())
+    pool = _pool(tracker, _run())
     assert await pool.run(lambda r: asyncio.sleep(0, result=r.ident)) == 0
     assert pool.available == 0 and tracker.alive == 0
 
 
 async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
     """An unhealthy failure destroys the pool resource and a refill takes its place."""
-    run = RunState()
+    run = _run()
     run.state = "running"
-    started: list[Any] = []
-    run.attach(_TaskGroupStub(started))  # type: ignore[arg-type]
     pool = _pool(tracker, run, check_health=lambda exc: False)
     pool.fill([await tracker.create()])
 
@@ -164,7 +169,7 @@ async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
     with pytest.raises(ConnectionError):
         await pool.run(breaks)
     assert tracker.destroyed == [tracker.created[0]]
-    await asyncio.gather(*started)  # the refill
+    await wait_until(lambda: run.jobs == 0)  # the refill
     assert pool.available == 1 and run.holders == 0
     run.state = "stopping"
     await pool.close()
@@ -173,7 +178,7 @@ async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
 
 async def test_pool_answers_a_killed_run_with_manager_stopped(tracker: Tracker) -> None:
     """kill_all() cancels a running run() and its caller gets ManagerStoppedError."""
-    run = RunState()
+    run = _run()
     pool = _pool(tracker, run)
     gate = asyncio.Event()
     caller = asyncio.create_task(pool.run(lambda r: gate.wait()))
@@ -182,13 +187,3 @@ async def test_pool_answers_a_killed_run_with_manager_stopped(tracker: Tracker) 
     with pytest.raises(ManagerStoppedError, match="killed"):
         await caller
     assert tracker.alive == 0
-
-
-class _TaskGroupStub:
-    """Starts jobs as plain tasks and keeps them, standing in for the manager's group."""
-
-    def __init__(self, started: list[Any]) -> None:
-        self.started = started
-
-    def start_soon(self, fn: Any, *args: Any) -> None:
-        self.started.append(asyncio.ensure_future(fn(*args)))

@@ -331,13 +331,13 @@ def test_full_batch_folds_a_weighted_sample() -> None:
 )
 def test_outcome_gives_back_the_exact_stamps(queued_at: float, wait: float, run: float) -> None:
     """A logged outcome turns back into bit-identical stamps for custom collectors."""
-    from tasker_aio._metrics import _stamps, outcome
+    from tasker_aio._metrics import outcome, stamps
 
     started_at = queued_at + wait
     finished_at = started_at + run
     # Nearby stamps, as monotonic times are for any wait and run shorter than the uptime.
     assume(started_at <= 2 * queued_at and finished_at <= 2 * started_at)
-    assert _stamps(outcome(queued_at, started_at, finished_at)) == (
+    assert stamps(outcome(queued_at, started_at, finished_at)) == (
         queued_at,
         started_at,
         finished_at,

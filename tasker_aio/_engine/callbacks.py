@@ -7,7 +7,8 @@ import inspect
 from collections.abc import Awaitable
 from typing import Any
 
-from .._types import Callback, Logger
+from .._types import Callback
+from .hooks import HookError, Hooks
 
 __all__ = ["Callbacks"]
 
@@ -16,11 +17,14 @@ class Callbacks:
     """Calls each task's callback with ``(result, None)`` or ``(None, error)``.
 
     An async callback runs as a task the manager owns (a future's done-callback is not a
-    context in which anyio can start a task); :meth:`finish` waits for them.
+    context in which anyio can start a task); :meth:`finish` waits for them. Whatever a
+    callback raises is logged and contained.
     """
 
-    def __init__(self, logger: Logger) -> None:
-        self._logger = logger
+    __slots__ = ("_hooks", "_tasks")
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def attach(self, future: asyncio.Future[Any], callback: Callback[Any]) -> None:
@@ -36,25 +40,19 @@ class Callbacks:
             error = future.exception()
             if error is None:
                 result = future.result()
+        returned = self._hooks.call("task callback", callback, result, error, default=None)
+        if inspect.isawaitable(returned):
+            task = future.get_loop().create_task(
+                self._finish_one(returned, callback), name="tasker_aio: task callback"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _finish_one(self, awaitable: Awaitable[Any], callback: object) -> None:
         try:
-            returned = callback(result, error)
-            if inspect.isawaitable(returned):
-                self._spawn(returned, callback, future.get_loop())
-        except Exception as exc:
-            self._logger.error("task callback %r raised %r", callback, exc)
-
-    def _spawn(
-        self, awaitable: Awaitable[Any], callback: object, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        async def finish() -> None:
-            try:
-                await awaitable
-            except Exception as exc:
-                self._logger.error("task callback %r raised %r", callback, exc)
-
-        task = loop.create_task(finish())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            await self._hooks.call_async("task callback", lambda: awaitable)
+        except HookError as exc:
+            self._hooks.logger.error("task callback %r raised %r", callback, exc.error)
 
     async def finish(self) -> None:
         """Wait for the callbacks of every answered task, including async ones."""

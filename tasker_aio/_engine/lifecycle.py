@@ -6,12 +6,12 @@ import asyncio
 from typing import Generic, Literal
 
 import anyio
-from anyio.abc import TaskGroup
 
 from .._config import Settings
-from .._types import Logger, R
+from .._types import R
 from .admission import Admission
 from .callbacks import Callbacks
+from .hooks import SafeLogger
 from .outcomes import Outcomes
 from .pool import ResourcePool
 from .resources import Resources
@@ -44,7 +44,7 @@ class Lifecycle(Generic[R]):
         pool: ResourcePool[R],
         callbacks: Callbacks,
         scaling: tuple[ScalingView, ScalingActions],
-        logger: Logger,
+        logger: SafeLogger,
     ) -> None:
         self._settings = settings
         self._run = run
@@ -57,12 +57,14 @@ class Lifecycle(Generic[R]):
         self._scaling = scaling
         self._logger = logger
         self._entered = False
-        self._supervisor: asyncio.Task[None] | None = None  # the task the group lives in
+        self._entering: anyio.CancelScope | None = None  # while enter() creates resources
         self._scaling_scope: anyio.CancelScope | None = None
         self._pending: Literal["stop", "kill"] | None = None  # asked for during entry
 
     async def enter(self) -> None:
         """Create the pool and base workers; return once every base worker is ready.
+
+        A ``kill()`` meanwhile cancels the creations and leaves the manager stopped.
 
         Raises:
             ResourceCreationError: an ``on_create`` failed; whatever was created is
@@ -72,49 +74,50 @@ class Lifecycle(Generic[R]):
         run = self._run
         if self._entered or run.state != "new":
             raise RuntimeError("a TaskManager runs once; create a new one to start again")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "tasker_aio runs on asyncio only (the default loop or uvloop): enter the"
+                " TaskManager in code that asyncio.run() runs, not under trio or without"
+                " an event loop"
+            ) from None
         self._entered = True
-        loop = asyncio.get_running_loop()
+        run.loop = loop
         self._admission.bind(loop)
         self._outcomes.bind(loop)
         self._workers.bind(loop)
         settings = self._settings
         try:
-            resources = await self._resources.create_all(
-                settings.resource_pool_size + settings.worker_count
-            )
+            with anyio.CancelScope() as self._entering:
+                if self._pending == "kill":
+                    self._entering.cancel()
+                resources = await self._resources.create_all(
+                    settings.resource_pool_size + settings.worker_count
+                )
         except BaseException:
             self._finished()
             raise
-        # The task group lives in a task of its own, so the manager may be entered and
-        # left by different tasks (aiohttp's cleanup_ctx, pytest fixtures) and the
-        # caller's body does not run inside the group's cancel scope.
-        ready: asyncio.Future[TaskGroup] = loop.create_future()
-        self._supervisor = loop.create_task(self._supervise(ready))
-        self._supervisor.add_done_callback(self._supervisor_done)
-        try:
-            task_group = await asyncio.shield(ready)
-        except BaseException:  # cancelled before the group started: give it all back
+        finally:
+            self._entering = None
+        if self._pending == "kill":  # kill() came while we created: nothing was kept
             self._finished()
-            await self._resources.destroy_all(resources)
-            raise
-        run.attach(task_group)
+            return
         self._pool.fill(resources[: settings.resource_pool_size])
         for resource in resources[settings.resource_pool_size :]:
             self._workers.spawn(burst=False, resource=resource)
-        if settings.burst_interval is not None:
-            run.start_soon(self._scale, settings.burst_interval)
         run.state = "running"
         self._admission.open = True
+        if settings.burst_interval is not None:
+            run.start(self._scale, name="tasker_aio: scaling", hold=False)
         self._logger.info(
             "task manager started: %d workers (max %d), %d pooled resources",
             settings.worker_count,
             settings.max_worker_count,
             settings.resource_pool_size,
         )
-        if self._pending is not None:  # stop() or kill() came while we started
+        if self._pending is not None:  # stop() came while we started
             self._begin_shutdown()
-            if self._pending == "kill":
-                self._kill_now()
 
     async def exit(self, failed: bool) -> None:
         """Leave ``async with``: stop, or kill when the block ``failed``."""
@@ -128,23 +131,15 @@ class Lifecycle(Generic[R]):
             with anyio.CancelScope(shield=True):
                 await self.kill()
             raise
-        if self._supervisor is not None:
-            await self._supervisor  # done once stopped; raises if the group failed
         await self._callbacks.finish()
 
-    async def _supervise(self, ready: asyncio.Future[TaskGroup]) -> None:
-        async with anyio.create_task_group() as task_group:
-            ready.set_result(task_group)
-            await self._run.stopped.wait()
-
-    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._logger.error("the task manager's task group failed: %r", task.exception())
-
-    async def _scale(self, interval: float) -> None:
+    async def _scale(self) -> None:
+        interval = self._settings.burst_interval
+        assert interval is not None
         view, act = self._scaling
-        with anyio.CancelScope() as scope:
-            self._scaling_scope = scope
+        with anyio.CancelScope() as self._scaling_scope:
+            if not self._run.running:  # restarted after shutdown began
+                return
             await run_scaling(
                 view,
                 act,
@@ -163,10 +158,8 @@ class Lifecycle(Generic[R]):
             raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
         self._check_not_inside_a_task("stop")
         stopped = self._run.stopped
-        if self._stop_unstarted("stop"):
-            await stopped.wait()
-            return
-        self._begin_shutdown()
+        if not self._stop_unstarted("stop"):
+            self._begin_shutdown()
         if timeout is None:
             await stopped.wait()
             return
@@ -178,11 +171,9 @@ class Lifecycle(Generic[R]):
 
     async def kill(self) -> None:
         """Shut down now: cancel running tasks, answer every other one, destroy everything."""
-        if self._stop_unstarted("kill"):
-            await self._run.stopped.wait()
-            return
-        self._begin_shutdown()
-        self._kill_now()
+        if not self._stop_unstarted("kill"):
+            self._begin_shutdown()
+            self._kill_now()
         await self._run.stopped.wait()
 
     def _stop_unstarted(self, how: Literal["stop", "kill"]) -> bool:
@@ -192,11 +183,14 @@ class Lifecycle(Generic[R]):
         if not self._entered:
             self._finished()
         elif self._pending != "kill":
-            self._pending = how  # enter() applies it once the workers exist
+            self._pending = how  # enter() applies it
+            if how == "kill" and self._entering is not None:
+                self._entering.cancel()  # stop creating: a hook may hang for ever
         return True
 
     def _check_not_inside_a_task(self, method: str) -> None:
-        if self._workers.runs_in(asyncio.current_task()):
+        task = asyncio.current_task()
+        if self._workers.runs_in(task) or self._pool.runs_in(task):
             raise RuntimeError(
                 f"{method}() awaited inside one of this manager's tasks would wait for"
                 f" itself; schedule it instead: asyncio.create_task(manager.{method}())"
@@ -214,7 +208,12 @@ class Lifecycle(Generic[R]):
             self._scaling_scope.cancel()
         self._outcomes.release_waiting()
         self._workers.idle.wake_all()  # let idle workers see the drain and leave
-        run.start_soon(self._finish_shutdown)
+        run.start(
+            self._finish_shutdown,
+            name="tasker_aio: finish shutdown",
+            hold=False,
+            finished=run.stopped.is_set,
+        )
 
     def _kill_now(self) -> None:
         run = self._run
@@ -231,14 +230,13 @@ class Lifecycle(Generic[R]):
 
     async def _finish_shutdown(self) -> None:
         run = self._run
-        with anyio.CancelScope(shield=True):
-            run.check_quiet()
-            await run.quiet.wait()
-            for task in self._admission.drain():  # nothing can run these any more
-                self._outcomes.answer_killed(task)
-            await self._pool.close()
-            self._logger.info("task manager stopped")
-            self._finished()
+        run.check_quiet()
+        await run.quiet.wait()
+        for task in self._admission.drain():  # nothing can run these any more
+            self._outcomes.answer_killed(task)
+        await self._pool.close()
+        self._logger.info("task manager stopped")
+        self._finished()
 
     def _finished(self) -> None:
         self._run.state = "stopped"

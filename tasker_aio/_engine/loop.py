@@ -1,13 +1,18 @@
-"""Is a call on the manager's event loop? The one place that uses asyncio's internals."""
+"""The manager's event loop: is a call on it (the one use of asyncio's internals), and
+getting there from another thread."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import concurrent.futures
+from collections.abc import Callable, Coroutine
 from functools import partial
 from threading import get_ident
+from typing import Any, TypeVar
 
-__all__ = ["loop_thread", "running_loop"]
+__all__ = ["call_in", "hop", "loop_thread", "running_loop"]
+
+T = TypeVar("T")
 
 
 def loop_thread(loop: asyncio.AbstractEventLoop) -> Callable[[], int | None]:
@@ -40,3 +45,38 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+async def hop(
+    loop: asyncio.AbstractEventLoop | None, fn: Callable[[], Coroutine[Any, Any, T]]
+) -> T:
+    """Await ``fn()`` on ``loop``: here if it is this thread's loop, else in its thread.
+
+    Lets a coroutine method of the manager be awaited from another thread's event loop:
+    the coroutine runs on the manager's loop, this one waits for it (and cancelling the
+    wait cancels it there).
+    """
+    if loop is None or running_loop() is loop or not loop.is_running():
+        return await fn()
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(), loop))
+
+
+def call_in(loop: asyncio.AbstractEventLoop | None, fn: Callable[[], T]) -> T:
+    """``fn()`` in ``loop``'s thread, waiting for it, if called from another thread.
+
+    For reads that must see a consistent state (``stats()``, ``metrics()``): from a
+    monitoring thread they run between two steps of the loop. Called on the loop (or
+    with the loop not running) it is a plain call.
+    """
+    if loop is None or not loop.is_running() or running_loop() is loop:
+        return fn()
+    answer: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def call() -> None:
+        try:
+            answer.set_result(fn())
+        except BaseException as exc:
+            answer.set_exception(exc)
+
+    loop.call_soon_threadsafe(call)
+    return answer.result()

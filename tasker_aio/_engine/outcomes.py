@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import ManagerStoppedError, MaxRetriesExceededError
 from .._metrics import Outcome, outcome
-from .._types import Logger, MetricsCollector
 from .admission import Admission
 from .failures import HealthCheck, task_error
+from .hooks import Hooks
 from .queues import DISCARDED, DONE, QUEUED, RUNNING, WAITING, Task
 from .run import RunState
 
@@ -33,7 +34,7 @@ class Outcomes:
     """
 
     __slots__ = (
-        "_admission", "_collector", "_failed", "_logger", "_loop", "_max_retries", "_run",
+        "_admission", "_failed", "_hooks", "_loop", "_max_retries", "_retried", "_run",
         "_waiting", "health", "interrupt",
     )  # fmt: skip
 
@@ -42,19 +43,19 @@ class Outcomes:
         *,
         admission: Admission,
         run: RunState,
-        collector: MetricsCollector,
         failed: Callable[[Outcome], None],
+        retried: Callable[[], None],
         health: HealthCheck,
         max_retries: int,
-        logger: Logger,
+        hooks: Hooks,
     ) -> None:
         self._admission = admission
         self._run = run
-        self._collector = collector
         self._failed = failed
+        self._retried = retried
         self.health = health
         self._max_retries = max_retries
-        self._logger = logger
+        self._hooks = hooks
         self._loop: asyncio.AbstractEventLoop | None = None
         self.interrupt: Callable[[Task[Any, Any]], None] = _no_worker
         # Failed healthily and waiting out a backoff: the timer that re-queues each.
@@ -97,11 +98,12 @@ class Outcomes:
         """
         if task.state != RUNNING:  # kill() answered and counted it already
             return True
-        exc = task_error(task.fn, returned, exc)
-        healthy = self.health(exc)
         # A caller that gave up (even if the task turned its cancel into another
         # error, or cancelled from check_health) gets no re-run.
         interrupted = interrupted or task.future.done()
+        exc = task_error(task.fn, returned, exc)
+        healthy = self.health(exc)
+        interrupted = interrupted or task.future.done()  # check_health may cancel it
         if task.errors is None:
             task.errors = [exc]
         else:
@@ -159,20 +161,21 @@ class Outcomes:
 
     def _retry_now(self, task: Task[Any, Any]) -> None:
         """An unhealthy failure: straight to the end of the priority queue."""
-        self._collector.record_retry()
+        self._retried()
         self._admission.requeue(task, self._admission.priority)
 
     def _retry_later(self, task: Task[Any, Any]) -> None:
         """A healthy failure: back to its own queue after its backoff, holding no worker."""
-        self._collector.record_retry()
-        try:
-            attempt = len(task.errors or ()) - task.unhealthy_failures
-            delay = float(task.policy.backoff(attempt))
-        except Exception as exc:
-            self._logger.error(
-                "retry backoff %r raised %r; retrying at once", task.policy.backoff, exc
-            )
-            delay = 0.0
+        self._retried()
+        attempt = len(task.errors or ()) - task.unhealthy_failures
+        delay = self._backoff(task, attempt)
+        self._hooks.logger.debug(
+            "retrying %r after %r: healthy re-run %d in %.3f s",
+            task.fn,
+            task.errors[-1] if task.errors else None,
+            attempt,
+            delay,
+        )
         if task.future.done():  # its holder cancelled it from inside backoff()
             task.state = DONE
             self.record_failure(task)
@@ -183,6 +186,23 @@ class Outcomes:
             self._waiting[task] = self._loop.call_later(delay, self._requeue, task)
         else:
             self._requeue(task)
+
+    def _backoff(self, task: Task[Any, Any], attempt: int) -> float:
+        """The task's backoff for ``attempt``; 0 (logged) if it fails or is not a delay."""
+        backoff = task.policy.backoff
+        delay: Any = self._hooks.call("retry backoff", backoff, attempt, default=0.0)
+        try:
+            seconds = float(delay)
+        except BaseException:
+            seconds = math.nan
+        if not 0 <= seconds < math.inf:
+            self._hooks.logger.error(
+                "retry backoff %r returned %r, not a delay in seconds; retrying at once",
+                backoff,
+                delay,
+            )
+            return 0.0
+        return seconds
 
     def _end_wait(self, task: Task[Any, Any]) -> None:
         timer = self._waiting.pop(task, None)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic
-
-import anyio
 
 from .._exceptions import ManagerStoppedError, ResourceCreationError
 from .._metrics import Outcome, outcome
 from .._types import E, R
 from .failures import NOT_CALLED, HealthCheck, task_error
+from .hooks import HookError
 from .outcomes import KILLED
 from .resources import NO_RESOURCE, Resources
 from .run import RunState
@@ -22,7 +22,8 @@ __all__ = ["ResourcePool"]
 class ResourcePool(Generic[R]):
     """Idle resources kept for ``run_task``, which runs a task in its caller's task."""
 
-    __slots__ = ("_arrived", "_completed", "_failed", "_health", "_idle", "_resources", "_run")
+    __slots__ = ("_arrived", "_callers", "_completed", "_failed", "_health", "_idle",
+                 "_resources", "_run", "_tidy")  # fmt: skip
 
     def __init__(
         self,
@@ -33,6 +34,7 @@ class ResourcePool(Generic[R]):
         arrived: Callable[[float], None],
         completed: Callable[[Outcome], None],
         failed: Callable[[Outcome], None],
+        tidy: Callable[[], None],
     ) -> None:
         self._resources = resources
         self._run = run
@@ -40,19 +42,25 @@ class ResourcePool(Generic[R]):
         self._arrived = arrived
         self._completed = completed
         self._failed = failed
+        self._tidy = tidy
         self._idle: list[R] = []
+        self._callers: set[asyncio.Task[Any]] = set()  # tasks inside run() now
 
     @property
     def available(self) -> int:
         return len(self._idle)
 
+    def runs_in(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` is running a task function through :meth:`run` now."""
+        return task in self._callers
+
     def fill(self, resources: list[R]) -> None:
         self._idle.extend(resources)
 
     async def close(self) -> None:
-        """Destroy every idle resource (at shutdown, once nothing else holds one)."""
-        while self._idle:
-            await self._resources.destroy(self._idle.pop())
+        """Destroy every idle resource at once (at shutdown, once nothing else holds one)."""
+        idle, self._idle = self._idle, []
+        await self._resources.destroy_all(idle)
 
     async def run(self, fn: Callable[[R], Awaitable[E]]) -> E:
         """Run ``fn`` now on an idle pool resource, or on a temporary one.
@@ -67,16 +75,19 @@ class ResourcePool(Generic[R]):
         resource: Any = self._idle.pop() if self._idle else NO_RESOURCE
         pooled = resource is not NO_RESOURCE
         healthy = True
+        caller = asyncio.current_task()
         run.hold()
+        if caller is not None:
+            self._callers.add(caller)
         try:
             with run.killable():
                 if not pooled:
                     try:
                         resource = await self._resources.create()
-                    except Exception as exc:
+                    except HookError as exc:
                         raise ResourceCreationError(
-                            f"failed to create temporary resource: {exc}"
-                        ) from exc
+                            f"failed to create temporary resource: {exc.error}"
+                        ) from exc.error
                 started_at = time.monotonic()
                 returned: Any = NOT_CALLED
                 try:
@@ -93,6 +104,7 @@ class ResourcePool(Generic[R]):
                 return result
             raise ManagerStoppedError(KILLED)  # kill() cancelled us
         finally:
+            self._callers.discard(caller)
             try:
                 if resource is not NO_RESOURCE:
                     if pooled and healthy:
@@ -104,28 +116,25 @@ class ResourcePool(Generic[R]):
                             if pooled:
                                 self._refill()
             finally:
+                self._tidy()  # a run_task-only load would otherwise grow the collector's logs
                 run.release()
 
     def _refill(self) -> None:
-        run = self._run
-        if not run.running:
-            return
-        run.hold()
-        run.start_soon(self._refill_one)
+        if self._run.running:
+            self._run.start(self._refill_one, name="tasker_aio: pool refill")
 
     async def _refill_one(self) -> None:
         run = self._run
+        if not run.running:  # restarted after shutdown began (see RunState.start)
+            return
         resource: Any = NO_RESOURCE
-        try:
-            with anyio.CancelScope(shield=True):
-                with run.killable():
-                    resource = await self._resources.create_with_retry(
-                        "pool resource", give_up=lambda: not run.running
-                    )
-                if resource is not NO_RESOURCE:
-                    if run.running:
-                        self._idle.append(resource)
-                    else:
-                        await self._resources.destroy(resource)
-        finally:
-            run.release()
+        with run.killable():
+            resource = await self._resources.create_with_retry(
+                "pool resource", give_up=lambda: not run.running
+            )
+        if resource is NO_RESOURCE:
+            return
+        if run.running:
+            self._idle.append(resource)
+        else:
+            await self._resources.destroy(resource)

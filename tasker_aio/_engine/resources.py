@@ -10,7 +10,8 @@ from typing import Any, Generic
 import anyio
 
 from .._exceptions import ResourceCreationError
-from .._types import Logger, R
+from .._types import R
+from .hooks import HookError, Hooks
 from .run import RunState
 
 __all__ = ["NO_RESOURCE", "Resources"]
@@ -24,7 +25,11 @@ class Resources(Generic[R]):
     """Where every resource comes from and goes to: ``on_create`` and ``on_destroy``.
 
     Workers, the ``run_task`` pool and start-up all create and destroy through here.
+    Both hooks go through :class:`Hooks`: whatever they raise (a stray
+    ``CancelledError`` included) is their failure, never the caller's.
     """
+
+    __slots__ = ("_hooks", "_on_create", "_on_destroy", "_run")
 
     def __init__(
         self,
@@ -32,29 +37,38 @@ class Resources(Generic[R]):
         on_create: Callable[[], Any],
         on_destroy: Callable[[R], Any],
         run: RunState,
-        logger: Logger,
+        hooks: Hooks,
     ) -> None:
         self._on_create = on_create
         self._on_destroy = on_destroy
         self._run = run
-        self._logger = logger
+        self._hooks = hooks
 
     async def create(self) -> R:
-        """One ``on_create`` call; its error propagates."""
-        resource = self._on_create()
-        if inspect.isawaitable(resource):
-            resource = await resource
-        return resource  # type: ignore[no-any-return]
+        """One ``on_create`` call.
+
+        Raises:
+            HookError: it failed; ``error`` is what it raised.
+            asyncio.CancelledError: the calling task was cancelled.
+        """
+        resource: R = await self._hooks.call_async("on_create", self._on_create)
+        return resource
 
     async def create_with_retry(self, what: str, give_up: Callable[[], bool]) -> Any:
-        """A new resource, retrying with capped backoff; NO_RESOURCE once ``give_up()``."""
+        """A new resource, retrying with capped backoff; NO_RESOURCE once ``give_up()``.
+
+        Raises:
+            asyncio.CancelledError: the calling task was cancelled.
+        """
         attempt = 0
         while True:
             try:
                 return await self.create()
-            except Exception as exc:
+            except HookError as exc:
                 attempt += 1
-                self._logger.error("on_create failed for a %s (attempt %d): %r", what, attempt, exc)
+                self._hooks.logger.error(
+                    "on_create failed for a %s (attempt %d): %r", what, attempt, exc.error
+                )
                 if give_up():
                     return NO_RESOURCE
                 delay = min(_CREATE_RETRY_CAP, _CREATE_RETRY_FIRST * 2 ** min(attempt - 1, 32))
@@ -69,68 +83,108 @@ class Resources(Generic[R]):
 
         Raises:
             ResourceCreationError: an ``on_create`` failed; the others were destroyed.
+            asyncio.CancelledError: the caller was cancelled; every creation was
+                cancelled and what they made was destroyed.
         """
-        created: list[R] = []
-        failures: list[Exception] = []
-
-        async def create_one() -> None:
-            try:
-                created.append(await self.create())
-            except Exception as exc:
-                failures.append(exc)
-
+        loop = asyncio.get_running_loop()
+        creations = [
+            loop.create_task(self.create(), name="tasker_aio: on_create") for _ in range(count)
+        ]
         try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(count):
-                    tg.start_soon(create_one)
+            await asyncio.wait(creations)
         except BaseException:
-            await self.destroy_all(created)
+            for creation in creations:
+                creation.cancel()
+            await _to_the_end(self._collect(creations))
             raise
-        if failures:
+        created, failures = self._outcomes(creations)
+        if len(created) < count:
             await self.destroy_all(created)
+            cause = failures[0] if failures else asyncio.CancelledError("on_create was cancelled")
             raise ResourceCreationError(
-                f"failed to initialize resources: {failures[0]}"
-            ) from failures[0]
+                f"failed to initialize resources: {str(cause) or repr(cause)}"
+            ) from cause
         return created
 
-    async def destroy(self, resource: R) -> None:
-        """Run on_destroy to its end, even if the calling task is cancelled meanwhile.
+    @staticmethod
+    def _outcomes(creations: list[asyncio.Task[R]]) -> tuple[list[R], list[BaseException]]:
+        created: list[R] = []
+        failures: list[BaseException] = []
+        for creation in creations:
+            if creation.cancelled():
+                continue
+            error = creation.exception()
+            if error is None:
+                created.append(creation.result())
+            else:
+                failures.append(error.error if isinstance(error, HookError) else error)
+        return created, failures
 
-        anyio's shield stops scope cancellations; a native ``Task.cancel()`` of the
-        caller (say, of a run_task caller) is held back until on_destroy has finished,
-        then re-raised. Errors are logged.
+    async def _collect(self, creations: list[asyncio.Task[R]]) -> None:
+        """Wait for cancelled creations to end; destroy whatever they made."""
+        await asyncio.wait(creations)
+        created, _ = self._outcomes(creations)
+        await self.destroy_all(created)
+
+    async def destroy(self, resource: R) -> None:
+        """Run ``on_destroy`` to its end, even if the calling task is cancelled meanwhile.
+
+        Its failures are logged. A cancellation of the caller (anyio's, or a native
+        ``Task.cancel()``) is held back until ``on_destroy`` has finished, then re-raised.
+        A plain-function ``on_destroy`` runs at once, without a pause of the loop.
         """
-        with anyio.CancelScope(shield=True):
-            try:
-                returned = self._on_destroy(resource)
-                if inspect.isawaitable(returned):
-                    await _to_the_end(returned)
-            except Exception as exc:
-                self._logger.error("on_destroy failed for %r: %r", resource, exc)
+        pending = self._begin_destroy(resource)
+        if pending is not None:
+            with anyio.CancelScope(shield=True):
+                await _to_the_end(pending)
 
     async def destroy_all(self, resources: list[R]) -> None:
-        """Destroy every resource; a cancellation meanwhile is re-raised at the end."""
-        cancelled: BaseException | None = None
-        for resource in resources:
-            try:
-                await self.destroy(resource)
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-        if cancelled is not None:
-            raise cancelled
+        """Destroy every resource, concurrently; a cancellation meanwhile is re-raised."""
+        pending = [p for p in map(self._begin_destroy, resources) if p is not None]
+        if pending:
+            with anyio.CancelScope(shield=True):
+                await _to_the_end(_gather(*pending))
+
+    def _begin_destroy(self, resource: R) -> Awaitable[None] | None:
+        """Call ``on_destroy``; what is left to await of it, if anything."""
+        try:
+            returned = self._on_destroy(resource)
+        except BaseException as exc:  # contained: see Hooks
+            self._hooks.logger.error("on_destroy failed for %r: %r", resource, exc)
+            return None
+        if not inspect.isawaitable(returned):
+            return None
+        return self._end_destroy(resource, returned)
+
+    async def _end_destroy(self, resource: R, returned: Awaitable[Any]) -> None:
+        try:
+            await self._hooks.call_async("on_destroy", lambda: returned)
+        except HookError as exc:
+            self._hooks.logger.error("on_destroy failed for %r: %r", resource, exc.error)
+        except asyncio.CancelledError:  # its own task was cancelled from outside
+            self._hooks.logger.error("on_destroy for %r was cancelled", resource)
+
+
+async def _gather(*awaitables: Awaitable[Any]) -> None:
+    await asyncio.gather(*awaitables)
 
 
 async def _to_the_end(awaitable: Awaitable[Any]) -> Any:
-    """Await ``awaitable`` to its end; a cancellation of our task meanwhile waits for it."""
+    """Await ``awaitable`` in a task of its own, to its end.
+
+    A cancellation of the calling task meanwhile waits for it, then is re-raised. If
+    the inner task is itself cancelled (an application cancelling every task), it is
+    over: nothing to wait for.
+    """
     inner = asyncio.ensure_future(awaitable)
     cancelled: asyncio.CancelledError | None = None
     while not inner.done():
         try:
             await asyncio.shield(inner)
         except asyncio.CancelledError as exc:
-            if inner.cancelled():
-                raise
+            if inner.done():
+                break
             cancelled = exc  # keep waiting; re-raise once it is done
     if cancelled is not None:
         raise cancelled
-    return inner.result()
+    return None if inner.cancelled() else inner.result()

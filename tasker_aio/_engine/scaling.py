@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import anyio
 
 from .._snapshots import TaskMetrics, TaskStats
-from .._types import Logger
+from .hooks import SafeLogger
 
 __all__ = ["ScalingActions", "ScalingView", "decide", "idle_grace", "run_scaling"]
 
@@ -30,7 +30,7 @@ class ScalingView:
     """What the scaling loop may read."""
 
     running: Callable[[], bool]
-    metrics: Callable[[], TaskMetrics]  # the collector's; may raise (user code)
+    metrics: Callable[[], TaskMetrics | None]  # the collector's; None if it failed
     stats: Callable[[], TaskStats]
     # (workers holding a slot without being ready, burst workers idle for the grace)
     slots: Callable[[float], tuple[int, int]]
@@ -90,16 +90,14 @@ async def run_scaling(
     *,
     interval: float,
     maximum: int,
-    logger: Logger,
+    logger: SafeLogger,
 ) -> None:
     """Every ``interval`` seconds, apply :func:`decide` while the manager runs."""
     grace = idle_grace(interval)
     while view.running():
         await anyio.sleep(interval)
-        try:
-            metrics = view.metrics()
-        except Exception as exc:
-            logger.error("metrics collector raised %r; skipping a scaling step", exc)
+        metrics = view.metrics()
+        if metrics is None:  # the collector failed (logged): skip this step
             continue
         creating, idle_burst = view.slots(grace)
         change = decide(

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any, Generic
 
 from .._metrics import Outcome
-from .._types import Logger, R
+from .._types import R
 from .admission import Admission
+from .hooks import SafeLogger
 from .idle import IdleWorkers
 from .outcomes import Outcomes
 from .queues import Task
@@ -53,7 +54,7 @@ class WorkerSet(Generic[R]):
         outcomes: Outcomes,
         resources: Resources[R],
         idle: IdleWorkers,
-        logger: Logger,
+        logger: SafeLogger,
         completed: Callable[[Outcome], None],
         failed: Callable[[Outcome], None],
         tidy: Callable[[], None],
@@ -81,17 +82,29 @@ class WorkerSet(Generic[R]):
         return len(self._workers)
 
     def spawn(self, burst: bool, resource: Any = NO_RESOURCE) -> None:
-        """Start a worker, handing it ``resource`` or letting it create its own."""
+        """Start a worker, handing it ``resource`` or letting it create its own.
+
+        A worker task cancelled from outside before it ends (even before its first
+        step, when none of its code has run) is started again, so its slot and its
+        resource are never lost (see RunState.start).
+        """
         worker: Worker[R, Any] = Worker(self, burst, resource)
         self._workers.append(worker)
         self.yield_after = _TURN_BUDGET / len(self._workers)
-        self.run.hold()
-        self.run.start_soon(worker.run)
+        self.run.start(
+            worker.run,
+            name=f"tasker_aio: {'burst ' if burst else ''}worker",
+            finished=lambda: worker.gone,
+        )
+
+    def add_burst(self, count: int) -> None:
+        """Start ``count`` burst workers, each creating its own resource."""
+        for _ in range(count):
+            self.spawn(burst=True)
 
     def gone(self, worker: Worker[R, Any]) -> None:
         self._workers.remove(worker)
         self.yield_after = _TURN_BUDGET / max(1, len(self._workers))
-        self.run.release()
 
     def watch_turns(self) -> int:
         """The loop-turn count now; it moves once the loop has run its next callbacks.
