@@ -3,18 +3,21 @@
 Each ```python block of a page has a ``title="name.py"``: it is a complete program. This
 test saves it under its title, runs it, and compares what it prints with the
 ``text title="Output"`` block that follows it, if there is one; the blocks also pass
-``ruff`` and ``mypy --strict``. docs/web.md's blocks are web apps: tests/test_web_docs.py
+``ruff`` (with docs/ruff.toml: 88 columns, so that a page shows them without
+scrolling) and ``mypy --strict``. docs/web.md's blocks are web apps: tests/test_web_docs.py
 serves them and replays the page's curls instead. The site itself is built with
 ``mkdocs build --strict`` by ``.ci/run`` and ``nox -s docs``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -118,13 +121,13 @@ def test_program_prints_what_the_page_shows(program: Program, saved: Path) -> No
 
 
 def test_programs_pass_ruff(saved: Path) -> None:
-    """The programs pass the project's ruff lint and format checks."""
+    """The programs pass ruff's lint and format checks, with the pages' settings."""
     pytest.importorskip("ruff")
-    config = str(ROOT / "pyproject.toml")
+    config = ["--config", str(DOCS / "ruff.toml")]
     files = [str(saved / program.name) for program in PROGRAMS]
     for command in (["check"], ["format", "--check", "--diff"]):
         completed = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--config", config, *files],
+            [sys.executable, "-m", "ruff", *command, *config, *files],
             capture_output=True,
             text=True,
             timeout=60,
@@ -151,3 +154,35 @@ def test_pages_link_only_to_pages_that_exist() -> None:
     for page in pages():
         for target in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).resolve().is_file(), f"{page.name} -> {target}"
+
+
+def griffe_roles() -> ModuleType:
+    """docs/griffe_roles.py, imported (it needs griffe, from the docs group)."""
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location("griffe_roles", DOCS / "griffe_roles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LITERAL = "Use it::\n\n    x = 1\n\n    y = 2\n\nThen."
+FENCED = "Use it:\n\n```python\nx = 1\n\ny = 2\n```\n\nThen."
+
+
+@pytest.mark.parametrize(
+    ("docstring", "markdown"),
+    [
+        (":class:`~tasker_aio.Config`", "[`Config`][tasker_aio.Config]"),
+        (":exc:`tasker_aio.TaskerError`", "[`tasker_aio.TaskerError`][tasker_aio.TaskerError]"),
+        (":meth:`~TaskManager.stop`", "[`stop`][tasker_aio.TaskManager.stop]"),
+        (":meth:`submit`", "`submit`"),
+        (":mod:`tasker_aio._engine`", "`tasker_aio._engine`"),
+        (":func:`get_task_manager()`", "`get_task_manager()`"),
+        (LITERAL, FENCED),
+        ("Args:\n    fn: a task.", "Args:\n    fn: a task."),
+    ],
+)
+def test_docstring_rest_becomes_markdown(docstring: str, markdown: str) -> None:
+    """Roles become code spans (linked when public), ``::`` blocks fenced Python."""
+    assert griffe_roles().markdown(docstring) == markdown
