@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, mypy and examples by default; benchmarks and soak opt-in."""
+"""Developer sessions: tests, lint, mypy, examples, docs by default; benchmarks and soak opt-in."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "mypy", "examples"]
+nox.options.sessions = ["tests", "lint", "mypy", "examples", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
@@ -53,6 +53,17 @@ def examples(session: nox.Session) -> None:
         if example.name.startswith(("fastapi_", "aiohttp_")):
             continue  # servers: started and queried by their tests instead
         session.run("python", str(example))
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with ``mkdocs build --strict`` (into ``site/``).
+
+    ``-- --site-dir DIR`` builds elsewhere; a broken link, anchor or API reference fails.
+    """
+    # mkdocstrings reads the package's source; it need not be installed.
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(default=False)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .screen import Screen
-from .simulation import DemoParams, simulate
+from .simulation import DemoParams, Simulation
 
 # ---------------------------------------------------------------------------- command line
 
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
             " then --rate again; burst workers are added and retired as it goes. A few"
             " tasks crash their model: the worker gets a fresh one and the task is"
             " retried. On a terminal the display is redrawn in place; when output is"
-            " piped it prints one line a second."
+            " piped it prints one line a second: workers as base+burst/most, queued"
+            " tasks as main+priority, and the 95th percentiles of execution and wait"
+            " times. Ctrl-C stops the run early and prints the summary so far."
         ),
         epilog="example: python -m tasker_aio demo --duration 20 --burst-rate 120",
     )
@@ -115,13 +117,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     live = out.isatty() and os.environ.get("TERM") != "dumb"
     color = live and not args.no_color and "NO_COLOR" not in os.environ
     screen = Screen(out, params, live=live, color=color)
+    simulation = Simulation(params, screen.update)
     screen.header()
     try:
-        result = asyncio.run(simulate(params, screen.update))
-    except KeyboardInterrupt:
+        result = asyncio.run(simulation.run())
+    except KeyboardInterrupt:  # Ctrl-C: asyncio.run cancelled the run, which killed the manager
+        screen.close()
         out.write("interrupted\n")
+        screen.summary(simulation.summary(interrupted=True))
         return 130
     finally:
-        screen.close()
+        screen.close()  # give the cursor back whatever happened
     screen.summary(result)
     return 0

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import math
 import shutil
+import textwrap
 from collections.abc import Sequence
 from typing import TextIO
 
 from .simulation import DemoParams, Sample, Summary
 
 _Segment = tuple[str, str]  # text, SGR style ("" = plain)
+
+WIDTH = 79  # every line printed when piped, and every summary line, fits 80 columns
+# One line a second when piped: a table whose header says what each number is.
+_ROW = "{:>8}  {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>7}"
+_COLUMNS = _ROW.format(
+    "time", "phase", "workers", "queued", "done/s", "exec p95", "wait p95", "failed", "retried"
+)
 
 
 def sparkline(values: Sequence[int], top: int, glyphs: str) -> str:
@@ -30,7 +38,8 @@ def squeeze(values: Sequence[int], width: int) -> list[int]:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
+    """A duration in at most 7 characters up to 10,000 s: ``"123 ms"``, ``"12.3 s"``."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 9.9995 else f"{seconds:.1f} s"
 
 
 class Screen:
@@ -47,17 +56,22 @@ class Screen:
         self._history: list[int] = []
         self._drawn = 0
         self._next_line = 1.0
+        self._cursor_hidden = False
 
     def header(self) -> None:
-        """Say what is about to run."""
+        """Say what is about to run (and, when piped, name the columns of the lines)."""
         p = self.params
         self.out.write(
-            f"tasker_aio demo: {p.duration:g} s of simulated model inference; load"
-            f" {p.rate:g}/s -> {p.burst_rate:g}/s -> {p.rate:g}/s; workers"
-            f" {p.workers}..{p.max_workers}; {p.failure_rate * 100:g}% crashes\n"
+            f"tasker_aio demo: {p.duration:g} s of simulated model inference,"
+            f" {p.failure_rate * 100:g}% of runs crash\n"
+            f"load {p.rate:g}/s -> {p.burst_rate:g}/s -> {p.rate:g}/s;"
+            f" workers {p.workers} base, {p.max_workers} at most\n"
         )
         if self.live:
             self.out.write("\x1b[?25l")  # hide the cursor while redrawing
+            self._cursor_hidden = True
+        else:
+            self.out.write(_COLUMNS + "\n")
         self.out.flush()
 
     def update(self, s: Sample) -> None:
@@ -75,8 +89,9 @@ class Screen:
         self.out.flush()
 
     def close(self) -> None:
-        """Give the cursor back."""
-        if self.live:
+        """Give the cursor back (once, however often it is called)."""
+        if self._cursor_hidden:
+            self._cursor_hidden = False
             self.out.write("\x1b[?25h")
             self.out.flush()
 
@@ -137,27 +152,34 @@ class Screen:
 
     def _line(self, s: Sample) -> str:
         st, m = s.stats, s.metrics
-        return (
-            f"[{s.elapsed:4.1f}s] {s.phase:<9} workers {st.base_workers}+{st.burst_workers}"
-            f"/{self.params.max_workers} queue {st.queued_tasks}/{st.priority_tasks}"
-            f" running {st.running_tasks} {m.task_completion_rate:.1f} done/s"
-            f" p95 {_ms(m.p95_execution_time)} p99 {_ms(m.p99_execution_time)}"
-            f" failed {m.total_tasks_failed} retried {m.total_tasks_retried}"
+        return _ROW.format(
+            f"{s.elapsed:.1f} s",
+            s.phase,
+            f"{st.base_workers}+{st.burst_workers}/{self.params.max_workers}",
+            f"{st.queued_tasks}+{st.priority_tasks}",
+            f"{m.task_completion_rate:.1f}",
+            _ms(m.p95_execution_time),
+            _ms(m.p95_wait_time),
+            m.total_tasks_failed,
+            m.total_tasks_retried,
         )
 
     def summary(self, r: Summary) -> None:
-        """Print the final summary."""
+        """Print the final summary (of what ran so far, if ``r.interrupted``)."""
         m, p = r.metrics, r.params
-        title = "\x1b[1msummary\x1b[0m" if self.color else "summary"
+        title = "summary (interrupted: what ran so far)" if r.interrupted else "summary"
+        if self.color:
+            title = f"\x1b[1m{title}\x1b[0m"
+        how = "; interrupted: tasks in flight killed" if r.interrupted else ", then a graceful stop"
         lines = [
             title,
-            f"  ran          {r.elapsed:.1f} s ({p.duration:g} s of load, then a graceful stop)",
-            f"  tasks        {m.total_tasks_arrived} submitted ({r.priority_submitted} priority):"
-            f" {m.total_tasks_completed} succeeded, {m.total_tasks_failed} failed,"
-            f" {m.total_tasks_retried} retried",
-            f"  success rate {m.success_rate:.1%}",
-            f"  workers      {p.workers} base, peak {r.peak_workers} of {p.max_workers};"
-            f" {r.models_loaded} models loaded, {r.models_unloaded} unloaded,"
+            f"  ran          {r.elapsed:.1f} s ({p.duration:g} s of load{how})",
+            f"  tasks        {m.total_tasks_arrived} submitted"
+            f" ({r.priority_submitted} priority), {m.total_tasks_retried} retried",
+            f"  outcomes     {m.total_tasks_completed} succeeded, {m.total_tasks_failed} failed;"
+            f" success rate {m.success_rate:.1%}",
+            f"  workers      {p.workers} base, peak {r.peak_workers} of {p.max_workers}",
+            f"  models       {r.models_loaded} loaded, {r.models_unloaded} unloaded,"
             f" {r.crashes} replaced after a crash",
             f"  throughput   peak {r.peak_throughput:.1f} tasks/s,"
             f" average {m.total_tasks_completed / max(r.elapsed, 1e-9):.1f} tasks/s",
@@ -167,6 +189,9 @@ class Screen:
             f" p99 {_ms(m.p99_wait_time)}",
             f"  workers/time {sparkline(squeeze(r.worker_history, 60), p.max_workers, self.spark)}",
         ]
-        lines += [f"  error        {e}" for e in r.errors]
+        for error in r.errors:
+            lines += textwrap.wrap(
+                error, WIDTH, initial_indent="  error        ", subsequent_indent=" " * 15
+            )
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()

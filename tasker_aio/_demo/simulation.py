@@ -71,6 +71,7 @@ class Summary:
     models_unloaded: int
     crashes: int
     errors: tuple[str, ...]
+    interrupted: bool = False  # the run was cut short (Ctrl-C): totals so far
 
 
 class ModelCrashed(RuntimeError):
@@ -115,6 +116,156 @@ def phase_at(params: DemoParams, t: float) -> tuple[str, float]:
     return "draining", 0.0
 
 
+class Simulation:
+    """The simulated workload on a real TaskManager; :meth:`summary` works at any time.
+
+    :meth:`run` drives the load; if it is interrupted (Ctrl-C cancels it), the manager
+    is killed on the way out and :meth:`summary` still tells what ran so far.
+    """
+
+    def __init__(
+        self,
+        params: DemoParams,
+        on_sample: Callable[[Sample], object] | None = None,
+        *,
+        sample_interval: float = 0.2,
+    ) -> None:
+        """Prepare a run of ``params``; ``on_sample`` sees a :class:`Sample` now and then.
+
+        Args:
+            params: the workload.
+            on_sample: called about every ``sample_interval`` seconds, and once at the end.
+            sample_interval: seconds between samples.
+        """
+        self.params = params
+        self.on_sample = on_sample
+        self.sample_interval = sample_interval
+        self.manager: TaskManager[_Model, int] | None = None
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.finished = False  # every request has its answer
+        self.history: list[int] = []
+        self.peak_throughput = 0.0
+        self.counts = {"loaded": 0, "unloaded": 0, "crashes": 0, "priority": 0}
+        self.logger = _QuietLogger()
+        self._arrival_rng = random.Random(params.seed)
+        self._work_rng = random.Random(None if params.seed is None else params.seed + 1)
+
+    def elapsed(self) -> float:
+        """Seconds since the manager started (0 before), up to the end of the run."""
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    def summary(self, *, interrupted: bool = False) -> Summary:
+        """What happened: the whole run once :meth:`run` returned, else what ran so far."""
+        manager = self.manager
+        return Summary(
+            params=self.params,
+            elapsed=self.elapsed(),
+            metrics=manager.metrics() if manager is not None else TaskMetrics(),
+            priority_submitted=self.counts["priority"],
+            worker_history=tuple(self.history),
+            peak_workers=max(self.history, default=0),
+            peak_throughput=self.peak_throughput,
+            models_loaded=self.counts["loaded"],
+            models_unloaded=self.counts["unloaded"],
+            crashes=self.counts["crashes"],
+            errors=tuple(self.logger.errors),
+            interrupted=interrupted,
+        )
+
+    async def run(self) -> Summary:
+        """Run the workload, stop the manager gracefully, and return the summary."""
+        params = self.params
+        config = Config[_Model](
+            on_create=self._load_model,
+            on_destroy=self._unload_model,
+            worker_count=params.workers,
+            max_worker_count=params.max_workers,
+            resource_pool_size=0,
+            check_health=lambda exc: not isinstance(exc, ModelCrashed),
+            max_retries=params.max_retries,
+            logger=self.logger,
+            collector=new_collector(window=2.0),
+        )
+        try:
+            async with TaskManager[_Model, int](config) as manager:
+                self.manager = manager
+                self.started = time.monotonic()
+                watcher = asyncio.create_task(self._sampler(manager))
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        await self._arrivals(manager, tg)
+                finally:
+                    watcher.cancel()
+                self.finished = True
+                self._sample(manager)
+                await manager.stop()  # graceful; the context manager would do it too
+        finally:  # also when cancelled: `async with` has killed the manager by now
+            self.ended = time.monotonic()
+        return self.summary()
+
+    async def _load_model(self) -> _Model:
+        await asyncio.sleep(self.params.create_cost)
+        self.counts["loaded"] += 1
+        return _Model(self.counts["loaded"])
+
+    def _unload_model(self, model: _Model) -> None:
+        self.counts["unloaded"] += 1
+
+    async def _infer(self, model: _Model) -> int:
+        params, rng = self.params, self._work_rng
+        await asyncio.sleep(
+            rng.lognormvariate(math.log(params.median_latency), params.latency_spread)
+        )
+        if rng.random() < params.failure_rate:
+            self.counts["crashes"] += 1
+            raise ModelCrashed(f"model #{model.ident} crashed")
+        return model.ident
+
+    async def _request(self, manager: TaskManager[_Model, int], priority: bool) -> None:
+        submit = manager.queue_task_with_priority if priority else manager.queue_task
+        try:
+            await submit(self._infer)
+        except (MaxRetriesExceededError, ManagerStoppedError):
+            pass  # counted by metrics(); a real app would answer with an error
+
+    async def _arrivals(self, manager: TaskManager[_Model, int], tg: asyncio.TaskGroup) -> None:
+        params, rng = self.params, self._arrival_rng
+        due = 0.0  # when the next request arrives (Poisson: exponential gaps)
+        while True:
+            rate = phase_at(params, due)[1]
+            if rate > 0:
+                due += rng.expovariate(rate)
+            else:  # a silent phase: wait for its end
+                due = min(
+                    end * params.duration for _, end in _PHASES if end * params.duration > due
+                )
+            if due >= params.duration:
+                break
+            await asyncio.sleep(max(0.0, due - self.elapsed()))
+            if rate > 0:
+                priority = rng.random() < params.priority_fraction
+                self.counts["priority"] += priority
+                tg.create_task(self._request(manager, priority))
+        await asyncio.sleep(max(0.0, params.duration - self.elapsed()))
+
+    def _sample(self, manager: TaskManager[_Model, int]) -> None:
+        stats, metrics = manager.stats(), manager.metrics()
+        self.history.append(stats.active_workers)
+        self.peak_throughput = max(self.peak_throughput, metrics.task_completion_rate)
+        if self.on_sample is not None:
+            t = self.elapsed()
+            phase, rate = ("done", 0.0) if self.finished else phase_at(self.params, t)
+            self.on_sample(Sample(t, phase, rate, stats, metrics))
+
+    async def _sampler(self, manager: TaskManager[_Model, int]) -> None:
+        while True:
+            self._sample(manager)
+            await asyncio.sleep(self.sample_interval)
+
+
 async def simulate(
     params: DemoParams,
     on_sample: Callable[[Sample], object] | None = None,
@@ -131,112 +282,4 @@ async def simulate(
     Returns:
         Totals, peaks and the final metrics.
     """
-    arrival_rng = random.Random(params.seed)
-    work_rng = random.Random(None if params.seed is None else params.seed + 1)
-    counts = {"loaded": 0, "unloaded": 0, "crashes": 0, "priority": 0}
-    logger = _QuietLogger()
-
-    async def load_model() -> _Model:
-        await asyncio.sleep(params.create_cost)
-        counts["loaded"] += 1
-        return _Model(counts["loaded"])
-
-    def unload_model(model: _Model) -> None:
-        counts["unloaded"] += 1
-
-    async def infer(model: _Model) -> int:
-        await asyncio.sleep(
-            work_rng.lognormvariate(math.log(params.median_latency), params.latency_spread)
-        )
-        if work_rng.random() < params.failure_rate:
-            counts["crashes"] += 1
-            raise ModelCrashed(f"model #{model.ident} crashed")
-        return model.ident
-
-    config = Config[_Model](
-        on_create=load_model,
-        on_destroy=unload_model,
-        worker_count=params.workers,
-        max_worker_count=params.max_workers,
-        resource_pool_size=0,
-        check_health=lambda exc: not isinstance(exc, ModelCrashed),
-        max_retries=params.max_retries,
-        logger=logger,
-        collector=new_collector(window=2.0),
-    )
-    started = time.monotonic()
-    finished = False
-    history: list[int] = []
-    peak_throughput = 0.0
-
-    def elapsed() -> float:
-        return time.monotonic() - started
-
-    async def request(manager: TaskManager[_Model, int], priority: bool) -> None:
-        submit = manager.queue_task_with_priority if priority else manager.queue_task
-        try:
-            await submit(infer)
-        except (MaxRetriesExceededError, ManagerStoppedError):
-            pass  # counted by metrics(); a real app would answer with an error
-
-    async def arrivals(manager: TaskManager[_Model, int], tg: asyncio.TaskGroup) -> None:
-        due = 0.0  # when the next request arrives (Poisson: exponential gaps)
-        while True:
-            rate = phase_at(params, due)[1]
-            if rate > 0:
-                due += arrival_rng.expovariate(rate)
-            else:  # a silent phase: wait for its end
-                due = min(
-                    end * params.duration for _, end in _PHASES if end * params.duration > due
-                )
-            if due >= params.duration:
-                break
-            await asyncio.sleep(max(0.0, due - elapsed()))
-            if rate > 0:
-                priority = arrival_rng.random() < params.priority_fraction
-                counts["priority"] += priority
-                tg.create_task(request(manager, priority))
-        await asyncio.sleep(max(0.0, params.duration - elapsed()))
-
-    def sample(manager: TaskManager[_Model, int]) -> None:
-        nonlocal peak_throughput
-        stats, metrics = manager.stats(), manager.metrics()
-        history.append(stats.active_workers)
-        peak_throughput = max(peak_throughput, metrics.task_completion_rate)
-        if on_sample is not None:
-            t = elapsed()
-            phase, rate = ("done", 0.0) if finished else phase_at(params, t)
-            on_sample(Sample(t, phase, rate, stats, metrics))
-
-    async def sampler(manager: TaskManager[_Model, int]) -> None:
-        while True:
-            sample(manager)
-            await asyncio.sleep(sample_interval)
-
-    async with TaskManager[_Model, int](config) as manager:
-        started = time.monotonic()
-        watcher = asyncio.create_task(sampler(manager))
-        try:
-            async with asyncio.TaskGroup() as tg:
-                await arrivals(manager, tg)
-        finally:
-            watcher.cancel()
-        finished = True  # every request has its answer
-        sample(manager)
-        await manager.stop()  # graceful; the context manager would do it too
-    return Summary(
-        params=params,
-        elapsed=elapsed(),
-        metrics=manager.metrics(),
-        priority_submitted=counts["priority"],
-        worker_history=tuple(history),
-        peak_workers=max(history),
-        peak_throughput=peak_throughput,
-        models_loaded=counts["loaded"],
-        models_unloaded=counts["unloaded"],
-        crashes=counts["crashes"],
-        errors=tuple(logger.errors),
-    )
-
-
-# ---------------------------------------------------------------------------- drawing
+    return await Simulation(params, on_sample, sample_interval=sample_interval).run()
