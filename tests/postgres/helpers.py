@@ -23,6 +23,7 @@ __all__ = [
     "Connections",
     "Opened",
     "PgTest",
+    "eventually",
     "live_resources",
     "manager",
     "needs",
@@ -63,6 +64,17 @@ def manager(**fields: Any) -> TaskManager[Connection, Any]:
     before ``Config`` declares them; the tests that pass them are skipped until then.
     """
     return TaskManager[Connection, Any](Config(**fields))
+
+
+async def eventually(condition: Callable[[], bool], *, what: str) -> None:
+    """Poll ``condition`` (at most :data:`WAIT`): only for engine state with no event to
+    wait on, such as the pool being refilled in the background.
+    """
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {WAIT} s for {what}")
+        await asyncio.sleep(0.002)
 
 
 class PgTest:

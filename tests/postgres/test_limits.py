@@ -25,7 +25,7 @@ from examples.postgres_hooks import (
 )
 from tasker_aio import MaxRetriesExceededError
 
-from .helpers import Connections, PgTest, live_resources, manager, needs
+from .helpers import Connections, PgTest, eventually, live_resources, manager, needs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
@@ -114,14 +114,16 @@ async def test_check_interval_replaces_connections_killed_while_idle(pg: PgTest)
         queued = await asyncio.gather(*(tasks.submit(backend) for _ in range(30)))
         pooled = await asyncio.gather(*(tasks.run_task(backend) for _ in range(2)))
     assert not killed & {*queued, *pooled}
-    assert len(conns.opened) == 10
+    # 5 first, 5 replacements, and maybe a run_task temporary if a pool connection was
+    # out for its keepalive check just then.
+    assert len(conns.opened) >= 10
     conns.assert_balanced()
 
 
 @needs("max_resource_age")
 async def test_max_resource_age_recycles_connections(pg: PgTest) -> None:
-    """max_resource_age=0.2 s: every connection is closed and replaced once it is older,
-    never before; the number open stays the same.
+    """max_resource_age=0.2 s: worker and pool connections are closed and replaced once
+    older, never before; the number open stays the same.
     """
     max_age = 0.2
     conns = Connections(pg)
@@ -145,15 +147,16 @@ async def test_max_resource_age_recycles_connections(pg: PgTest) -> None:
             if not first & conns.pids():
                 break
             await asyncio.gather(tasks.submit(on_both_workers), tasks.submit(on_both_workers))
+            # A run_task finding the pool empty would use a temporary connection, which
+            # is closed young by design: wait for the pool's replacement instead.
+            await eventually(lambda: tasks.stats().available_resources == 1, what="the pool")
             await tasks.run_task(backend)
         assert not first & conns.pids(), "the first connections were never recycled"
         await pg.wait_for_count(lambda n: n == 3, what="3 connections after recycling")
         shutdown = time.monotonic()
     recycled = [r for r in conns.opened if r.closed_at is not None and r.closed_at < shutdown]
     assert len(recycled) >= 3
-    ages = [
-        round(record.closed_at - record.opened_at, 3) for record in recycled if record.closed_at
-    ]
+    ages = [round(r.closed_at - r.opened_at, 3) for r in recycled if r.closed_at is not None]
     assert min(ages) >= max_age, ages
     conns.assert_balanced()
 
