@@ -38,7 +38,7 @@ __all__ = [
 Connection: TypeAlias = Any  # asyncpg.Connection; asyncpg ships no type information
 CHECK_TIMEOUT = 1.0  # seconds a usable connection takes at most to answer SELECT 1
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # refused, reset, timed out
     asyncpg.PostgresConnectionError,  # "connection was closed in the middle of operation"
     asyncpg.InterfaceError,  # "connection is closed"

@@ -108,14 +108,19 @@ class PgTest:
             self.application_name, condition, what=what, seconds=WAIT
         )
 
+    def table_name(self) -> str:
+        """A new table name for this test; the table, if made, is dropped after it."""
+        name = f"tasker_test_{next(_TABLE_NUMBERS)}"
+        self._tables.append(name)
+        return name
+
     async def table(self) -> str:
         """Create an empty table ``(id bigserial, tag text)`` for this test; return its name."""
-        name = f"tasker_test_{next(_TABLE_NUMBERS)}"
+        name = self.table_name()
         async with self.server.admin() as admin:
             await admin.execute(
                 f"CREATE TABLE {name} (id bigserial PRIMARY KEY, tag text NOT NULL)"
             )
-        self._tables.append(name)
         return name
 
     async def tags(self, table: str) -> list[str]:
