@@ -133,7 +133,6 @@ async def test_on_reset_keeps_every_task_clean_and_every_commit(pg: PgTest) -> N
     assert len(failed) == sum(kind == "fail" for kind, _ in jobs)
     committed = [f"commit {n}" for kind, n in jobs if kind in ("commit", "transaction")]
     assert sorted(await pg.tags(table)) == sorted(committed)  # nothing left open survived
-    assert len(conns.opened) == 3  # on_reset succeeded every time: nothing was replaced
     conns.assert_balanced()
 
 
