@@ -23,6 +23,7 @@ __all__ = [
     "Connections",
     "Opened",
     "PgTest",
+    "backend",
     "eventually",
     "live_resources",
     "manager",
@@ -50,6 +51,11 @@ def needs(*fields: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         bool(missing), reason=f"issue 15 API not in tasker_aio yet: {', '.join(missing)}"
     )
+
+
+async def backend(conn: Connection) -> int:
+    """A task: the pid of the server process serving ``conn``."""
+    return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
 def live_resources(stats: TaskStats) -> int:

@@ -19,14 +19,9 @@ pytest.importorskip("asyncpg", reason="asyncpg is not installed (the test group 
 from examples.postgres_hooks import Connection, connection_usable
 from tasker_aio import TaskManager
 
-from .helpers import WAIT, Connections, PgTest, manager, needs
+from .helpers import WAIT, Connections, PgTest, backend, manager, needs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
-
-
-async def backend(conn: Connection) -> int:
-    """The server pid serving this connection."""
-    return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
 @needs("check_resource")

@@ -25,14 +25,17 @@ from examples.postgres_hooks import (
 )
 from tasker_aio import MaxRetriesExceededError
 
-from .helpers import Connections, PgTest, eventually, live_resources, manager, needs
+from .helpers import (
+    Connections,
+    PgTest,
+    backend,
+    eventually,
+    live_resources,
+    manager,
+    needs,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
-
-
-async def backend(conn: Connection) -> int:
-    """The server pid serving this connection."""
-    return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
 async def short_sleep(conn: Connection) -> int:

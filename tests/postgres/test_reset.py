@@ -17,7 +17,7 @@ pytest.importorskip("asyncpg", reason="asyncpg is not installed (the test group 
 
 from examples.postgres_hooks import Connection, reset_connection
 
-from .helpers import Connections, PgTest, manager, needs
+from .helpers import Connections, PgTest, backend, manager, needs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(20)]
 
@@ -146,12 +146,9 @@ async def test_a_failing_on_reset_replaces_the_connection_and_keeps_the_answer(
     conns = Connections(pg)
 
     async def killed_after_its_work(conn: Connection) -> int:
-        pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        pid = await backend(conn)
         assert await pg.terminate_idle() == 1  # this connection, idle between queries
         return pid
-
-    async def backend(conn: Connection) -> int:
-        return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
     async with manager(
         on_create=conns.create,
