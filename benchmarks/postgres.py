@@ -503,9 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = args.only or ["throughput", "restart"]
     notes: list[str] = []
     started = time.perf_counter()
-    # The restart section makes on_create fail while the server is down, which the
-    # manager logs as errors; the table says what reached the callers.
-    logging.getLogger("tasker_aio").setLevel(logging.CRITICAL)
+    # The restart section makes connecting fail while the server is down, which the
+    # manager and asyncpg's pool log with tracebacks; the table says what reached the
+    # callers.
+    for noisy in ("tasker_aio", "asyncpg"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
     server: Any = None
     dsn = args.dsn
