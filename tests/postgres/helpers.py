@@ -149,7 +149,7 @@ class Opened:
 
     conn: Connection
     pid: int  # the server process serving it
-    opened_at: float  # time.monotonic()
+    opened_at: float  # time.monotonic() when on_create was called: its age starts here
     closes: int = 0  # on_destroy calls for it: exactly 1 in the end
     closed_at: float | None = None  # when its on_destroy finished
 
@@ -169,8 +169,6 @@ class Connections:
         self._records: dict[int, Opened] = {}  # id(conn): the record keeps conn alive
         self.alive = 0
         self.peak = 0
-        self.failed_creates = 0
-        self.closing_started = False  # set by a test when shutdown begins
         self._changed = asyncio.Event()
 
     def _notify(self) -> None:
@@ -181,14 +179,14 @@ class Connections:
         """``on_create``: open a connection and record it."""
         self.alive += 1
         self.peak = max(self.peak, self.alive)
+        called = time.monotonic()
         try:
             conn = await self.pg.connect()
         except BaseException:
             self.alive -= 1
-            self.failed_creates += 1
             self._notify()
             raise
-        record = Opened(conn, conn.get_server_pid(), time.monotonic())
+        record = Opened(conn, conn.get_server_pid(), called)
         self.opened.append(record)
         self._records[id(conn)] = record
         self._notify()
@@ -210,10 +208,6 @@ class Connections:
     def pids(self) -> set[int]:
         """The server pids of the connections open now."""
         return {record.pid for record in self.opened if record.closes == 0}
-
-    def by_pid(self, pid: int) -> Opened:
-        """The record of the connection served by backend ``pid``."""
-        return next(record for record in self.opened if record.pid == pid)
 
     async def wait_until(self, condition: Callable[[], bool], *, what: str) -> None:
         """Wait, woken by each creation and destruction, until ``condition`` holds."""

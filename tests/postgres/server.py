@@ -185,11 +185,6 @@ class PgServer:
         """A libpq/asyncpg DSN for TCP on 127.0.0.1."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
 
-    @property
-    def socket_dsn(self) -> str:
-        """The same over the unix socket."""
-        return f"postgresql://{SUPERUSER}@/{DATABASE}?host={self.socket_dir}&port={self.port}"
-
     @classmethod
     def start(cls, bindir: Path | None = None) -> PgServer:
         """Make a cluster in a new temporary directory and start it.
