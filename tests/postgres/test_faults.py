@@ -23,6 +23,8 @@ from .helpers import WAIT, Connections, PgTest, backend, manager, needs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
+MEASURE = 0.4  # seconds of load measured before and after the restart (only reported)
+
 
 @needs("check_resource")
 async def test_terminated_idle_backends_reach_no_queued_caller(pg: PgTest) -> None:
@@ -161,14 +163,15 @@ async def test_server_restart_under_load_reaches_no_caller(
     ) as tasks:
         load = Load(tasks, callers=8, per_caller=5_000)
         try:
-            await load.until_completed(200)  # warmed up
+            await load.until_completed(100)  # warmed up
             steady_from = time.monotonic()
-            await load.until_completed(1_200)
+            await asyncio.sleep(MEASURE)  # a window to measure, not a synchronisation
             before = len(load.completed)
             restart_began = time.monotonic()
             await asyncio.to_thread(pg.server.restart, "fast")
             accepting = time.monotonic()  # pg_ctl -w returns once connections are accepted
-            await load.until_completed(before + 1_500)
+            await load.until_completed(before + 300)  # tasks flow again...
+            await asyncio.sleep(MEASURE)  # ...and how fast, for the note below
         finally:
             await load.stop()
         ended = time.monotonic()
@@ -177,7 +180,7 @@ async def test_server_restart_under_load_reaches_no_caller(
     conns.assert_balanced()
 
     bucket = 0.05
-    steady = sorted(load.per_bucket(steady_from, restart_began, bucket)[:-1])
+    steady = sorted(load.per_bucket(steady_from, restart_began, bucket))
     after = load.per_bucket(accepting, ended, bucket)
     typical = steady[len(steady) // 2] if steady else 0
     full = next((i for i, count in enumerate(after) if count >= 0.8 * typical), None)
