@@ -36,8 +36,35 @@ class Config(Generic[R]):
             :func:`~tasker_aio.exponential_backoff`.
         burst_interval: seconds between scaling decisions; None disables bursting.
         max_queue_size: bound of each queue; 0 = unbounded.
-        logger: None means ``logging.getLogger("tasker_aio")``.
-        collector: None means :func:`~tasker_aio.new_collector`.
+        logger: where the manager logs (the stdlib ``logging`` call style: a
+            ``logging.Logger`` or a structlog logger); None means
+            ``logging.getLogger("tasker_aio")``.
+        collector: receives every task event and reports ``metrics()``; None means
+            :func:`~tasker_aio.new_collector`.
+        on_reset: runs after every task on the resource that ran it (a worker's or a
+            pool resource), success or failure, before its next use; sync or async. If
+            it raises, the resource is destroyed and replaced; the task's answer stands.
+        check_resource: ``resource -> bool`` (sync or async): is it still usable? False
+            or an exception: destroy and replace it. Asked before a task on a resource
+            idle for ``check_idle_after`` seconds, after a task fails on it (a failed
+            check makes the failure unhealthy), on every other resource after any
+            unhealthy failure, and every ``check_interval`` seconds on idle ones.
+        check_idle_after: seconds idle after which a resource is checked before its next
+            task; 0 checks before every task, None never before a task.
+        check_interval: seconds between checks of idle resources (a keepalive); None
+            means no keepalive.
+        max_resource_age: seconds after which a resource is destroyed and replaced
+            between two tasks (or while idle); None means never.
+        max_resources: a hard cap on live resources of every kind at once (workers,
+            pool, run_task temporaries, replacements being created, resources being
+            destroyed); None means no cap beyond the worker and pool sizes.
+        burst_idle_timeout: seconds a burst worker must be idle before it is retired;
+            None means ``max(2 * burst_interval, 0.1)``.
+        create_backoff: ``attempt -> seconds`` between ``on_create`` retries (attempt 1
+            after the first failure); None means 50 ms doubling to 2 s.
+        destroy_timeout: seconds after which an ``on_destroy`` still running is
+            abandoned (logged with the resource) and its slot freed, so that shutdown
+            stays bounded; None waits for it.
     """
 
     on_create: Callable[[], Awaitable[R] | R]
@@ -53,6 +80,15 @@ class Config(Generic[R]):
     max_queue_size: int = 0
     logger: Logger | None = None
     collector: MetricsCollector | None = None
+    on_reset: Callable[[R], Awaitable[None] | None] | None = None
+    check_resource: Callable[[R], Awaitable[bool] | bool] | None = None
+    check_idle_after: float | None = 1.0
+    check_interval: float | None = None
+    max_resource_age: float | None = None
+    max_resources: int | None = None
+    burst_idle_timeout: float | None = None
+    create_backoff: Callable[[int], float] | None = None
+    destroy_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +108,24 @@ class Settings(Generic[R]):
     max_queue_size: int
     logger: Logger
     collector: MetricsCollector
+    on_reset: Callable[[R], Any] | None
+    check_resource: Callable[[R], Any] | None
+    check_idle_after: float | None
+    check_interval: float | None
+    max_resource_age: float | None
+    max_resources: int | None  # None: no cap
+    burst_idle_timeout: float | None
+    create_backoff: Callable[[int], float] | None
+    destroy_timeout: float | None
+
+    @property
+    def cares_for_resources(self) -> bool:
+        """Whether any hook or rule runs between tasks (else the worker skips that step)."""
+        return (
+            self.on_reset is not None
+            or self.check_resource is not None
+            or self.max_resource_age is not None
+        )
 
 
 def _is_int(value: object) -> bool:
@@ -83,6 +137,36 @@ def _count(config: Config[Any], name: str, low: int, what: str) -> int:
     if not _is_int(value) or value < low:
         raise ConfigError(f"{name} must be {what}, got {value!r}")
     return int(value)
+
+
+def _seconds(config: Config[Any], name: str, *, zero: bool) -> float | None:
+    """A field of seconds: None, or a finite number > 0 (>= 0 if ``zero``)."""
+    value = getattr(config, name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 <= value < math.inf if zero else 0 < value < math.inf)
+    ):
+        what = ">= 0" if zero else "> 0"
+        raise ConfigError(f"{name} must be a number of seconds {what} or None, got {value!r}")
+    return float(value)
+
+
+def _hook(config: Config[Any], name: str, *, sync: bool) -> Any:
+    """A callable field (or None); ``sync`` ones may not be async functions."""
+    value = getattr(config, name)
+    if value is None:
+        return None
+    if not callable(value):
+        raise ConfigError(f"{name} must be callable or None, got {value!r}")
+    if sync and inspect.iscoroutinefunction(value):
+        raise ConfigError(
+            f"{name} must be a plain function returning at once (the manager calls it"
+            f" between two steps), got the async function {value!r}"
+        )
+    return value
 
 
 def _has_methods(obj: object, names: tuple[str, ...]) -> bool:
@@ -113,9 +197,25 @@ def resolve(config: Config[R]) -> Settings[R]:
             config.worker_count,
             f"an int >= worker_count ({config.worker_count})",
         )
-    pool_size = config.worker_count
+    cap = None
+    if config.max_resources is not None:
+        cap = _count(
+            config,
+            "max_resources",
+            config.worker_count,
+            f"an int >= worker_count ({config.worker_count}) or None",
+        )
     if config.resource_pool_size is not None:
         pool_size = _count(config, "resource_pool_size", 0, "an int >= 0")
+        if cap is not None and config.worker_count + pool_size > cap:
+            raise ConfigError(
+                f"worker_count ({config.worker_count}) + resource_pool_size ({pool_size})"
+                f" must not exceed max_resources ({cap}): they are all created at start"
+            )
+    else:  # the pool adds worker_count resources, as far as the cap leaves room
+        pool_size = config.worker_count
+        if cap is not None:
+            pool_size = min(pool_size, cap - config.worker_count)
     max_retries = _count(config, "max_retries", 0, "an int >= 0")
     task_retries = _count(config, "task_retries", 0, "an int >= 0")
     interval = config.burst_interval
@@ -128,15 +228,16 @@ def resolve(config: Config[R]) -> Settings[R]:
             f"burst_interval must be a positive number of seconds or None, got {interval!r}"
         )
     queue_size = _count(config, "max_queue_size", 0, "an int >= 0")
-    for name in ("check_health", "retry_backoff"):
-        value = getattr(config, name)
-        if value is not None and not callable(value):
-            raise ConfigError(f"{name} must be callable or None, got {value!r}")
-        if inspect.iscoroutinefunction(value):
-            raise ConfigError(
-                f"{name} must be a plain function returning at once (it is called between"
-                f" a task's failure and its answer), got the async function {value!r}"
-            )
+    check_health = _hook(config, "check_health", sync=True)
+    retry_backoff = _hook(config, "retry_backoff", sync=True)
+    create_backoff = _hook(config, "create_backoff", sync=True)
+    on_reset = _hook(config, "on_reset", sync=False)
+    check_resource = _hook(config, "check_resource", sync=False)
+    check_idle_after = _seconds(config, "check_idle_after", zero=True)
+    check_interval = _seconds(config, "check_interval", zero=False)
+    max_resource_age = _seconds(config, "max_resource_age", zero=False)
+    burst_idle_timeout = _seconds(config, "burst_idle_timeout", zero=True)
+    destroy_timeout = _seconds(config, "destroy_timeout", zero=True)
     logger = config.logger
     if logger is not None and not _has_methods(logger, ("debug", "info", "warning", "error")):
         raise ConfigError(f"logger must have debug/info/warning/error methods, got {logger!r}")
@@ -158,12 +259,21 @@ def resolve(config: Config[R]) -> Settings[R]:
         worker_count=config.worker_count,
         max_worker_count=max_workers,
         resource_pool_size=pool_size,
-        check_health=config.check_health,
+        check_health=check_health,
         max_retries=max_retries,
         task_retries=task_retries,
-        retry_backoff=config.retry_backoff or exponential_backoff(),
+        retry_backoff=retry_backoff or exponential_backoff(),
         burst_interval=None if interval is None else float(interval),
         max_queue_size=queue_size,
         logger=logger if logger is not None else logging.getLogger("tasker_aio"),
         collector=collector if collector is not None else new_collector(),
+        on_reset=on_reset,
+        check_resource=check_resource,
+        check_idle_after=check_idle_after,
+        check_interval=check_interval,
+        max_resource_age=max_resource_age,
+        max_resources=cap,
+        burst_idle_timeout=burst_idle_timeout,
+        create_backoff=create_backoff,
+        destroy_timeout=destroy_timeout,
     )

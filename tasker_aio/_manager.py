@@ -11,6 +11,7 @@ from types import TracebackType
 from ._config import Config, resolve
 from ._engine.admission import Admission, shutting_down
 from ._engine.callbacks import Callbacks
+from ._engine.care import Care
 from ._engine.failures import HealthCheck
 from ._engine.hooks import Hooks, SafeLogger
 from ._engine.idle import IdleWorkers
@@ -76,11 +77,22 @@ class TaskManager(SubmissionForms[R, E]):
             max_retries=settings.max_retries,
             hooks=hooks,
         )
-        resources: Resources[R] = Resources(
-            on_create=settings.on_create, on_destroy=settings.on_destroy, run=run, hooks=hooks
+        self._resources = resources = Resources[R](
+            on_create=settings.on_create,
+            on_destroy=settings.on_destroy,
+            run=run,
+            hooks=hooks,
+            on_reset=settings.on_reset,
+            check_resource=settings.check_resource,
+            max_resources=settings.max_resources,
+            create_backoff=settings.create_backoff,
+            destroy_timeout=settings.destroy_timeout,
         )
+        care = Care(settings, resources)
         self._pool = pool = ResourcePool(
+            settings=settings,
             resources=resources,
+            care=care,
             run=run,
             health=health,
             arrived=arrived,
@@ -89,10 +101,12 @@ class TaskManager(SubmissionForms[R, E]):
             tidy=tidy,
         )
         self._workers = workers = WorkerSet(
+            settings=settings,
             run=run,
             admission=admission,
             outcomes=outcomes,
             resources=resources,
+            care=care,
             idle=idle,
             logger=logger,
             completed=completed,
@@ -263,6 +277,7 @@ class TaskManager(SubmissionForms[R, E]):
             priority_tasks=self._admission.priority.live,
             running_tasks=counts.running,
             available_resources=self._pool.available,
+            live_resources=self._resources.live,
         )
 
     def metrics(self) -> TaskMetrics:

@@ -25,6 +25,18 @@ class TaskStats:
 
     ``active_workers == base_workers + burst_workers``: workers alive and ready to take
     tasks. Workers still creating their resource are not counted.
+
+    Attributes:
+        base_workers: ready base workers.
+        active_workers: ready workers, base and burst.
+        burst_workers: ready burst workers.
+        queued_tasks: tasks waiting in the main queue.
+        priority_tasks: tasks waiting in the priority queue.
+        running_tasks: tasks running on workers (``run_task`` calls are not counted).
+        available_resources: idle resources in the ``run_task`` pool.
+        live_resources: every live resource: the workers', the pool's, ``run_task``
+            temporaries, and those being created or destroyed (what ``max_resources``
+            caps).
     """
 
     base_workers: int
@@ -34,6 +46,7 @@ class TaskStats:
     priority_tasks: int
     running_tasks: int
     available_resources: int
+    live_resources: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,8 +193,9 @@ class FaultyResources:
     next N calls raise :class:`CreateFault`/:class:`DestroyFault`; ``create_steps`` and
     ``create_delay`` (``destroy_*`` likewise) make every call first wait that many loop
     steps and seconds, a bounded hang. A failing ``on_destroy`` still counts as the
-    resource's one destruction. ``limit`` (a callable) bounds the resources alive or
-    being created at any moment; exceeding it is a violation.
+    resource's one destruction. ``limit`` (a callable) bounds the resources in service
+    (alive and not being destroyed) or being created at any moment; exceeding it is a
+    violation.
     """
 
     def __init__(
@@ -257,12 +258,16 @@ class FaultyResources:
 
     def _creation_starts(self) -> None:
         self.creating += 1
-        live = len(self.alive) + self.creating
-        self.peak = max(self.peak, live)
+        self.peak = max(self.peak, len(self.alive) + self.creating)
+        # A replacement is created while the resource it replaces is destroyed, so
+        # those being destroyed do not count against the workers' bound.
+        live = sum(not r.destroyed for r in self.alive.values()) + self.creating
         if self.limit is not None:
             bound = self.limit()
             if live > bound:
-                self.violation(f"{live} resources alive or being created, above the bound {bound}")
+                self.violation(
+                    f"{live} resources in service or being created, above the bound {bound}"
+                )
 
     def _creation_ends(self) -> FaultyResource:
         if self.fail_creates > 0:

@@ -14,6 +14,8 @@ class Resource:
         self.ident = ident
         self.busy = False
         self.uses = 0
+        self.broken = False  # what a check_resource of the tests reports
+        self.session: list[str] = []  # state a task may leave behind (see on_reset)
 
     def __repr__(self) -> str:
         return f"Resource({self.ident})"

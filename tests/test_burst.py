@@ -40,8 +40,12 @@ def rates(arrival: float, completion: float) -> TaskMetrics:
         (rates(300, 100), stats(2, 0, 50, 2), 5, 2, 0, 1),
         # in-flight creations also count toward the deficit
         (rates(300, 100), stats(2, 0, 50, 2), 10, 3, 0, 1),
-        # backlog but no rates yet (nothing completed): grow by one
+        # backlog but no rates yet (nothing arrived in the window): grow by one
         (rates(0, 0), stats(1, 0, 10, 1), 4, 0, 0, 1),
+        # arrivals but nothing completed yet (slow tasks): by the backlog, within room
+        (rates(40, 0), stats(1, 0, 10, 1), 4, 0, 0, 3),
+        (rates(40, 0), stats(2, 0, 2, 2), 8, 0, 0, 2),
+        (rates(40, 0), stats(2, 0, 2, 2), 8, 1, 0, 1),
         # never more than the backlog
         (rates(1000, 10), stats(1, 0, 2, 1), 50, 0, 0, 2),
         # priority backlog counts too

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from tasker_aio import ManagerStoppedError, ResourceCreationError
+from tasker_aio import Config, ManagerStoppedError, ResourceCreationError
+from tasker_aio._config import resolve
+from tasker_aio._engine.care import Care
 from tasker_aio._engine.failures import HealthCheck
 from tasker_aio._engine.hooks import Hooks, SafeLogger
 from tasker_aio._engine.pool import ResourcePool
@@ -119,10 +121,23 @@ async def test_destroy_logs_a_failing_hook(caplog: pytest.LogCaptureFixture) -> 
     assert "on_destroy failed for 'conn': OSError('gone')" in caplog.text
 
 
-def _pool(tracker: Tracker, run: RunState, check_health: Any = None) -> ResourcePool[Resource]:
+def _pool(
+    tracker: Tracker, run: RunState, check_health: Any = None
+) -> tuple[ResourcePool[Resource], Resources[Resource]]:
     log: list[object] = []
-    return ResourcePool(
-        resources=_resources(tracker, run),
+    settings = resolve(
+        Config(
+            on_create=tracker.create,
+            on_destroy=tracker.destroy,
+            worker_count=1,
+            check_health=check_health,
+        )
+    )
+    resources = _resources(tracker, run)
+    pool = ResourcePool(
+        settings=settings,
+        resources=resources,
+        care=Care(settings, resources),
         run=run,
         health=HealthCheck(check_health, HOOKS),
         arrived=log.append,
@@ -130,13 +145,14 @@ def _pool(tracker: Tracker, run: RunState, check_health: Any = None) -> Resource
         failed=log.append,
         tidy=lambda: None,
     )
+    return pool, resources
 
 
 async def test_pool_lends_and_takes_back(tracker: Tracker) -> None:
     """run() uses an idle pool resource and returns it afterwards."""
     run = _run()
-    pool = _pool(tracker, run)
-    pool.fill([await tracker.create()])
+    pool, resources = _pool(tracker, run)
+    pool.fill(await resources.create_all(1))
 
     async def job(resource: Resource) -> int:
         assert pool.available == 0  # lent out
@@ -151,26 +167,26 @@ async def test_pool_lends_and_takes_back(tracker: Tracker) -> None:
 
 async def test_pool_uses_a_temporary_resource_when_empty(tracker: Tracker) -> None:
     """With no idle resource, run() creates one and destroys it afterwards."""
-    pool = _pool(tracker, _run())
+    pool, resources = _pool(tracker, _run())
     assert await pool.run(lambda r: asyncio.sleep(0, result=r.ident)) == 0
-    assert pool.available == 0 and tracker.alive == 0
+    assert pool.available == 0 and tracker.alive == 0 and resources.live == 0
 
 
 async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
     """An unhealthy failure destroys the pool resource and a refill takes its place."""
     run = _run()
     run.state = "running"
-    pool = _pool(tracker, run, check_health=lambda exc: False)
-    pool.fill([await tracker.create()])
+    pool, resources = _pool(tracker, run, check_health=lambda exc: False)
+    pool.fill(await resources.create_all(1))
 
     async def breaks(resource: Resource) -> None:
         raise ConnectionError("broken")
 
     with pytest.raises(ConnectionError):
         await pool.run(breaks)
+    await wait_until(lambda: run.jobs == 0 and run.holders == 0)  # destroyed and refilled
     assert tracker.destroyed == [tracker.created[0]]
-    await wait_until(lambda: run.jobs == 0)  # the refill
-    assert pool.available == 1 and run.holders == 0
+    assert pool.available == 1 and resources.live == 1
     run.state = "stopping"
     await pool.close()
     tracker.assert_balanced()
@@ -179,11 +195,11 @@ async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
 async def test_pool_answers_a_killed_run_with_manager_stopped(tracker: Tracker) -> None:
     """kill_all() cancels a running run() and its caller gets ManagerStoppedError."""
     run = _run()
-    pool = _pool(tracker, run)
+    pool, resources = _pool(tracker, run)
     gate = asyncio.Event()
     caller = asyncio.create_task(pool.run(lambda r: gate.wait()))
     await wait_until(lambda: tracker.alive == 1)
     run.kill_all()
     with pytest.raises(ManagerStoppedError, match="killed"):
         await caller
-    assert tracker.alive == 0
+    assert tracker.alive == 0 and resources.live == 0

@@ -492,7 +492,7 @@ def test_faulty_resources_flag_every_misuse() -> None:
         "used by 'task B' while 'task A' uses it",
         "FaultyResource(2) used by 'task C' after it was destroyed",
         "FaultyResource(2) destroyed twice",
-        "3 resources alive or being created, above the bound 2",
+        "3 resources in service or being created, above the bound 2",
         "resources never destroyed: [1, 3]",
     ):
         assert fragment in found

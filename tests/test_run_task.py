@@ -68,9 +68,15 @@ async def test_exception_propagates_unchanged(make_manager: Make) -> None:
 
 
 async def test_unhealthy_pool_resource_is_replaced(make_manager: Make, tracker: Tracker) -> None:
-    """An unhealthy failure destroys the pool resource; the pool refills in the background."""
+    """An unhealthy failure destroys the pool resource; the pool refills in the background.
+
+    The refill is created while the broken resource is destroyed; run_task returns once
+    the broken one is gone.
+    """
+    used: list[Resource] = []
 
     async def crash(resource: Resource) -> None:
+        used.append(resource)
         raise Broken()
 
     async with make_manager(
@@ -79,8 +85,9 @@ async def test_unhealthy_pool_resource_is_replaced(make_manager: Make, tracker: 
         first_pool = manager.stats().available_resources
         with pytest.raises(Broken):
             await manager.run_task(crash)
-        assert tracker.alive == 1
+        assert used[0] in tracker.destroyed
         await wait_until(lambda: manager.stats().available_resources == 1)
+        assert tracker.alive == 2
         assert first_pool == 1
         assert len(tracker.created) == 3
 

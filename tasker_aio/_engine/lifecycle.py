@@ -110,6 +110,10 @@ class Lifecycle(Generic[R]):
         self._admission.open = True
         if settings.burst_interval is not None:
             run.start(self._scale, name="tasker_aio: scaling", hold=False)
+        if settings.resource_pool_size and (
+            settings.check_interval is not None or settings.max_resource_age is not None
+        ):
+            run.start(self._pool.keep_alive, name="tasker_aio: pool keepalive")
         self._logger.info(
             "task manager started: %d workers (max %d), %d pooled resources",
             settings.worker_count,
@@ -145,6 +149,7 @@ class Lifecycle(Generic[R]):
                 act,
                 interval=interval,
                 maximum=self._settings.max_worker_count,
+                grace=self._settings.burst_idle_timeout,
                 logger=self._logger,
             )
 

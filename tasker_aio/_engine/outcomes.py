@@ -98,29 +98,42 @@ class Outcomes:
         """
         if task.state != RUNNING:  # kill() answered and counted it already
             return True
+        error, healthy = self.judge(task, exc, returned)
+        self.settle(task, error, healthy, interrupted)
+        return healthy
+
+    def judge(
+        self, task: Task[Any, Any], exc: BaseException, returned: object
+    ) -> tuple[BaseException, bool]:
+        """The error ``task``'s caller would get for ``exc``, and whether it is healthy."""
+        error = task_error(task.fn, returned, exc)
+        return error, self.health(error)
+
+    def settle(
+        self, task: Task[Any, Any], error: BaseException, healthy: bool, interrupted: bool
+    ) -> None:
+        """Record a failed run of a RUNNING ``task`` and answer, retry or re-queue it."""
+        if task.state != RUNNING:  # kill() answered and counted it meanwhile
+            return
         # A caller that gave up (even if the task turned its cancel into another
         # error, or cancelled from check_health) gets no re-run.
         interrupted = interrupted or task.future.done()
-        exc = task_error(task.fn, returned, exc)
-        healthy = self.health(exc)
-        interrupted = interrupted or task.future.done()  # check_health may cancel it
         if task.errors is None:
-            task.errors = [exc]
+            task.errors = [error]
         else:
-            task.errors.append(exc)
+            task.errors.append(error)
         if healthy:
             healthy_failures = len(task.errors) - task.unhealthy_failures
             if interrupted or task.policy.once or healthy_failures > task.policy.retries:
-                self.fail(task, exc)
+                self.fail(task, error)
             else:
                 self._retry_later(task)
-            return True
+            return
         task.unhealthy_failures += 1
         if interrupted or task.policy.once or task.unhealthy_failures > self._max_retries:
-            self.fail(task, exc)
+            self.fail(task, error)
         else:
             self._retry_now(task)
-        return False
 
     def fail(self, task: Task[Any, Any], exc: BaseException) -> None:
         """Answer ``task`` with its final error (no retries left)."""

@@ -1,9 +1,18 @@
-"""Resources: creating them (with retries), destroying them (shielded), counting them."""
+"""Resources: where every resource comes from and goes to, and how many are alive.
+
+Each resource lives in a *slot* from the moment its creation starts until its
+destruction ends (or is abandoned after ``destroy_timeout``); ``live`` counts slots, and
+``max_resources`` caps them. Whoever creates takes a slot first and gives it back if
+the creation fails for good; destroying always gives the slot back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic
 
@@ -21,15 +30,28 @@ _CREATE_RETRY_FIRST = 0.05  # seconds before the first retry of a failed on_crea
 _CREATE_RETRY_CAP = 2.0  # the longest pause between on_create retries
 
 
-class Resources(Generic[R]):
-    """Where every resource comes from and goes to: ``on_create`` and ``on_destroy``.
+def default_create_backoff(attempt: int) -> float:
+    """50 ms doubling to 2 s: the pause after failed ``on_create`` number ``attempt``."""
+    return float(min(_CREATE_RETRY_CAP, _CREATE_RETRY_FIRST * 2 ** min(attempt - 1, 32)))
 
-    Workers, the ``run_task`` pool and start-up all create and destroy through here.
-    Both hooks go through :class:`Hooks`: whatever they raise (a stray
-    ``CancelledError`` included) is their failure, never the caller's.
+
+class Resources(Generic[R]):
+    """Creating (with retries), checking, resetting and destroying resources; their slots.
+
+    Every hook goes through :class:`Hooks`: whatever it raises (a stray
+    ``CancelledError`` included) is its failure, never the caller's.
+
+    Attributes:
+        live: slots taken: resources alive, being created or being destroyed.
+        epoch: bumped by every unhealthy failure; a resource last checked in an older
+            epoch is checked again before its next task (``check_resource``).
+        slot_freed: called when a slot is freed and no creation waits for one (the
+            ``run_task`` pool listens, to wake a caller waiting for room).
     """
 
-    __slots__ = ("_hooks", "_on_create", "_on_destroy", "_run")
+    __slots__ = ("_abandoned", "_cap", "_check", "_create_backoff", "_destroy_timeout",
+                 "_hooks", "_on_create", "_on_destroy", "_on_reset", "_run", "_waiters",
+                 "epoch", "live", "slot_freed")  # fmt: skip
 
     def __init__(
         self,
@@ -38,14 +60,79 @@ class Resources(Generic[R]):
         on_destroy: Callable[[R], Any],
         run: RunState,
         hooks: Hooks,
+        on_reset: Callable[[R], Any] | None = None,
+        check_resource: Callable[[R], Any] | None = None,
+        max_resources: int | None = None,
+        create_backoff: Callable[[int], float] | None = None,
+        destroy_timeout: float | None = None,
     ) -> None:
         self._on_create = on_create
         self._on_destroy = on_destroy
+        self._on_reset = on_reset
+        self._check = check_resource
         self._run = run
         self._hooks = hooks
+        self._cap = max_resources if max_resources is not None else sys.maxsize
+        self._create_backoff = create_backoff
+        self._destroy_timeout = destroy_timeout
+        self._waiters: deque[asyncio.Future[None]] = deque()  # creations waiting for a slot
+        self._abandoned: set[asyncio.Future[Any]] = set()  # on_destroy calls given up on
+        self.live = 0
+        self.epoch = 0
+        self.slot_freed: Callable[[], None] = _nothing
+
+    # ----------------------------------------------------------------------- slots
+
+    @property
+    def logger(self) -> Any:
+        """The manager's (safe) logger."""
+        return self._hooks.logger
+
+    @property
+    def capped(self) -> bool:
+        return self._cap != sys.maxsize
+
+    @property
+    def free_slots(self) -> int:
+        return self._cap - self.live if not self._waiters else 0
+
+    def take_slot_now(self) -> bool:
+        """Take a slot if one is free and no creation waits for one."""
+        if self.live < self._cap and not self._waiters:
+            self.live += 1
+            return True
+        return False
+
+    async def take_slot(self) -> None:
+        """Take a slot, waiting first come first served while none is free."""
+        if self.take_slot_now():
+            return
+        assert self._run.loop is not None
+        waiter = self._run.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # free_slot() hands its slot over: live already counts ours
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.free_slot()  # handed a slot just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def free_slot(self) -> None:
+        """Give a slot back: to the first creation waiting for one, else to the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands; live stays
+                return
+        self.live -= 1
+        self.slot_freed()
+
+    # -------------------------------------------------------------------- creation
 
     async def create(self) -> R:
-        """One ``on_create`` call.
+        """One ``on_create`` call, in a slot the caller took.
 
         Raises:
             HookError: it failed; ``error`` is what it raised.
@@ -55,7 +142,10 @@ class Resources(Generic[R]):
         return resource
 
     async def create_with_retry(self, what: str, give_up: Callable[[], bool]) -> Any:
-        """A new resource, retrying with capped backoff; NO_RESOURCE once ``give_up()``.
+        """A new resource in a slot the caller took, retrying with ``create_backoff``.
+
+        Returns NO_RESOURCE once ``give_up()`` says so after a failure; the slot is then
+        the caller's to free.
 
         Raises:
             asyncio.CancelledError: the calling task was cancelled.
@@ -71,34 +161,60 @@ class Resources(Generic[R]):
                 )
                 if give_up():
                     return NO_RESOURCE
-                delay = min(_CREATE_RETRY_CAP, _CREATE_RETRY_FIRST * 2 ** min(attempt - 1, 32))
+                delay = self.create_delay(attempt)
                 if self._run.running:  # wake early when shutdown begins
-                    with anyio.move_on_after(delay):
-                        await self._run.shutdown_started.wait()
+                    try:
+                        async with asyncio.timeout(delay):
+                            await self._run.shutdown_started.wait()
+                    except TimeoutError:
+                        pass
                 else:
-                    await anyio.sleep(delay)
+                    await asyncio.sleep(delay)
+
+    def create_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed creation number ``attempt`` (``create_backoff``)."""
+        backoff = self._create_backoff
+        if backoff is None:
+            return default_create_backoff(attempt)
+        delay: Any = self._hooks.call("create_backoff", backoff, attempt, default=None)
+        try:
+            seconds = float(delay)
+        except BaseException:
+            seconds = math.nan
+        if not 0 <= seconds < math.inf:
+            if delay is not None:
+                self._hooks.logger.error(
+                    "create_backoff %r returned %r, not a delay in seconds", backoff, delay
+                )
+            return default_create_backoff(attempt)
+        return seconds
 
     async def create_all(self, count: int) -> list[R]:
-        """``count`` resources created concurrently, or none.
+        """``count`` resources created concurrently, or none (start-up).
 
         Raises:
             ResourceCreationError: an ``on_create`` failed; the others were destroyed.
             asyncio.CancelledError: the caller was cancelled; every creation was
                 cancelled and what they made was destroyed.
         """
-        loop = asyncio.get_running_loop()
+        assert self._run.loop is not None
+        for _ in range(count):
+            self.live += 1  # the config guarantees they fit under max_resources
         creations = [
-            loop.create_task(self.create(), name="tasker_aio: on_create") for _ in range(count)
+            self._run.loop.create_task(self.create(), name="tasker_aio: on_create")
+            for _ in range(count)
         ]
         try:
             await asyncio.wait(creations)
         except BaseException:
             for creation in creations:
                 creation.cancel()
-            await _to_the_end(self._collect(creations))
+            await _hold_through(self._collect(creations))
             raise
-        created, failures = self._outcomes(creations)
+        created, failures = self._sort(creations)
         if len(created) < count:
+            for _ in range(count - len(created)):
+                self.free_slot()
             await self.destroy_all(created)
             cause = failures[0] if failures else asyncio.CancelledError("on_create was cancelled")
             raise ResourceCreationError(
@@ -107,11 +223,11 @@ class Resources(Generic[R]):
         return created
 
     @staticmethod
-    def _outcomes(creations: list[asyncio.Task[R]]) -> tuple[list[R], list[BaseException]]:
+    def _sort(creations: list[asyncio.Task[R]]) -> tuple[list[R], list[BaseException]]:
         created: list[R] = []
         failures: list[BaseException] = []
         for creation in creations:
-            if creation.cancelled():
+            if not creation.done() or creation.cancelled():
                 continue
             error = creation.exception()
             if error is None:
@@ -121,40 +237,99 @@ class Resources(Generic[R]):
         return created, failures
 
     async def _collect(self, creations: list[asyncio.Task[R]]) -> None:
-        """Wait for cancelled creations to end; destroy whatever they made."""
-        await asyncio.wait(creations)
-        created, _ = self._outcomes(creations)
+        """Wait (up to ``destroy_timeout``) for cancelled creations; destroy what they made."""
+        if self._destroy_timeout is None:
+            await asyncio.wait(creations)
+        else:
+            await asyncio.wait(creations, timeout=self._destroy_timeout)
+        created, _ = self._sort(creations)
+        for creation in creations:
+            if not creation.done():  # ignores cancellation: destroy what it makes, later
+                self._hooks.logger.error(
+                    "on_create still running %ss after it was cancelled; abandoned",
+                    self._destroy_timeout,
+                )
+                creation.add_done_callback(self._adopt_late)
+            elif creation.cancelled() or creation.exception() is not None:
+                self.free_slot()
         await self.destroy_all(created)
 
-    async def destroy(self, resource: R) -> None:
-        """Run ``on_destroy`` to its end, even if the calling task is cancelled meanwhile.
+    def _adopt_late(self, creation: asyncio.Task[R]) -> None:
+        if creation.cancelled() or creation.exception() is not None:
+            self.free_slot()
+        else:
+            self.discard(creation.result())
 
-        Its failures are logged. A cancellation of the caller (anyio's, or a native
-        ``Task.cancel()``) is held back until ``on_destroy`` has finished, then re-raised.
-        A plain-function ``on_destroy`` runs at once, without a pause of the loop.
+    # ---------------------------------------------------------------- destruction
+
+    async def destroy(self, resource: R) -> None:
+        """Destroy ``resource`` and free its slot, waiting for ``on_destroy`` to end.
+
+        Its failures are logged; after ``destroy_timeout`` it is abandoned (logged). A
+        cancellation of the caller meanwhile is held back until then, and re-raised.
         """
-        pending = self._begin_destroy(resource)
-        if pending is not None:
-            with anyio.CancelScope(shield=True):
-                await _to_the_end(pending)
+        gone = self.discard(resource)
+        if gone is not None:
+            with anyio.CancelScope(shield=True):  # kill() must not interrupt it either
+                await _hold_through(gone)
 
     async def destroy_all(self, resources: list[R]) -> None:
         """Destroy every resource, concurrently; a cancellation meanwhile is re-raised."""
-        pending = [p for p in map(self._begin_destroy, resources) if p is not None]
+        pending = [gone for gone in map(self.discard, resources) if gone is not None]
         if pending:
             with anyio.CancelScope(shield=True):
-                await _to_the_end(_gather(*pending))
+                await _hold_through(asyncio.gather(*pending))
 
-    def _begin_destroy(self, resource: R) -> Awaitable[None] | None:
-        """Call ``on_destroy``; what is left to await of it, if anything."""
+    def discard(self, resource: R) -> asyncio.Future[None] | None:
+        """Start destroying ``resource``; what to await for its end, if it has not ended.
+
+        A plain-function ``on_destroy`` runs now. An async one runs as a task of its own
+        that nothing can cancel by accident; its slot is freed when it ends or when it
+        is abandoned after ``destroy_timeout``. Shutdown waits for it (a holder).
+        """
         try:
             returned = self._on_destroy(resource)
         except BaseException as exc:  # contained: see Hooks
             self._hooks.logger.error("on_destroy failed for %r: %r", resource, exc)
+            self.free_slot()
             return None
         if not inspect.isawaitable(returned):
+            self.free_slot()
             return None
-        return self._end_destroy(resource, returned)
+        run = self._run
+        assert run.loop is not None
+        run.hold()
+        gone: asyncio.Future[None] = run.loop.create_future()
+        inner = asyncio.ensure_future(self._end_destroy(resource, returned))
+        timer = (
+            None
+            if self._destroy_timeout is None
+            else run.loop.call_later(self._destroy_timeout, self._abandon, resource, inner, gone)
+        )
+
+        def ended(_: object) -> None:
+            if timer is not None:
+                timer.cancel()
+            self._settle(gone)
+
+        inner.add_done_callback(ended)
+        return gone
+
+    def _settle(self, gone: asyncio.Future[None]) -> None:
+        if not gone.done():
+            gone.set_result(None)
+            self.free_slot()
+            self._run.release()
+
+    def _abandon(self, resource: R, inner: asyncio.Future[Any], gone: asyncio.Future[None]) -> None:
+        self._hooks.logger.error(
+            "on_destroy for %r still running after destroy_timeout (%ss); abandoned",
+            resource,
+            self._destroy_timeout,
+        )
+        self._abandoned.add(inner)  # keep a reference until it ends on its own
+        inner.add_done_callback(self._abandoned.discard)
+        self._settle(gone)
 
     async def _end_destroy(self, resource: R, returned: Awaitable[Any]) -> None:
         try:
@@ -164,27 +339,65 @@ class Resources(Generic[R]):
         except asyncio.CancelledError:  # its own task was cancelled from outside
             self._hooks.logger.error("on_destroy for %r was cancelled", resource)
 
+    # ---------------------------------------------------------------------- care
 
-async def _gather(*awaitables: Awaitable[Any]) -> None:
-    await asyncio.gather(*awaitables)
+    async def check(self, resource: R) -> bool:
+        """Ask ``check_resource`` whether ``resource`` is usable; False if it fails.
+
+        Raises:
+            asyncio.CancelledError: the calling task was cancelled.
+        """
+        if self._check is None:
+            return True
+        try:
+            usable = await self._hooks.call_async("check_resource", self._check, resource)
+        except HookError as exc:
+            self._hooks.logger.warning("check_resource failed for %r: %r", resource, exc.error)
+            return False
+        if not usable:
+            self._hooks.logger.warning("check_resource says %r is not usable", resource)
+        return bool(usable)
+
+    async def reset(self, resource: R) -> bool:
+        """Run ``on_reset`` on ``resource``; False if it failed (the resource is spent).
+
+        Raises:
+            asyncio.CancelledError: the calling task was cancelled.
+        """
+        if self._on_reset is None:
+            return True
+        try:
+            await self._hooks.call_async("on_reset", self._on_reset, resource)
+        except HookError as exc:
+            self._hooks.logger.warning(
+                "on_reset failed for %r: %r; replacing it", resource, exc.error
+            )
+            return False
+        return True
+
+    def note_unhealthy(self) -> None:
+        """An unhealthy failure: every resource is checked again before its next task."""
+        self.epoch += 1
 
 
-async def _to_the_end(awaitable: Awaitable[Any]) -> Any:
-    """Await ``awaitable`` in a task of its own, to its end.
+def _nothing() -> None:
+    pass
 
-    A cancellation of the calling task meanwhile waits for it, then is re-raised. If
-    the inner task is itself cancelled (an application cancelling every task), it is
-    over: nothing to wait for.
+
+async def _hold_through(awaitable: Awaitable[Any]) -> None:
+    """Await ``awaitable`` to its end; a cancellation of our task meanwhile waits for it.
+
+    The cancellation is re-raised once it is over. (A cancellation of ``awaitable``
+    itself, from outside, ends the wait.)
     """
     inner = asyncio.ensure_future(awaitable)
     cancelled: asyncio.CancelledError | None = None
     while not inner.done():
         try:
-            await asyncio.shield(inner)
+            await asyncio.wait((inner,))
         except asyncio.CancelledError as exc:
-            if inner.done():
-                break
             cancelled = exc  # keep waiting; re-raise once it is done
+    if not inner.cancelled():
+        inner.exception()  # retrieved: a failure was logged where it happened
     if cancelled is not None:
         raise cancelled
-    return None if inner.cancelled() else inner.result()

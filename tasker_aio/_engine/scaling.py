@@ -40,7 +40,7 @@ class ScalingView:
 class ScalingActions:
     """What the scaling loop may do."""
 
-    add: Callable[[int], None]  # start this many burst workers
+    add: Callable[[int], int]  # start up to this many burst workers; how many started
     retire: Callable[[int, float], int]  # retire up to n burst workers idle for s; how many
 
 
@@ -81,6 +81,10 @@ def decide(
     if active and completions > 0 and arrivals > completions:
         # Each worker completes completions/active tasks per second.
         deficit = max(1, math.ceil(active * arrivals / completions) - active)
+    elif completions == 0 and arrivals > 0:
+        # Nothing completed in the window yet (slow tasks, or the first step of a
+        # burst): the backlog itself is the measure, so a step may add several.
+        deficit = backlog
     return max(0, min(deficit - creating, backlog, room))
 
 
@@ -90,10 +94,22 @@ async def run_scaling(
     *,
     interval: float,
     maximum: int,
+    grace: float | None,
     logger: SafeLogger,
 ) -> None:
-    """Every ``interval`` seconds, apply :func:`decide` while the manager runs."""
-    grace = idle_grace(interval)
+    """Every ``interval`` seconds, apply :func:`decide` while the manager runs.
+
+    Args:
+        view: what it reads.
+        act: what it does.
+        interval: seconds between decisions.
+        maximum: ``max_worker_count``.
+        grace: seconds a burst worker must be idle to be retired; None means
+            :func:`idle_grace` of the interval.
+        logger: where decisions are logged.
+    """
+    if grace is None:
+        grace = idle_grace(interval)
     while view.running():
         await anyio.sleep(interval)
         metrics = view.metrics()
@@ -104,8 +120,9 @@ async def run_scaling(
             metrics, view.stats(), maximum=maximum, creating=creating, idle_burst=idle_burst
         )
         if change > 0 and view.running():
-            logger.info("adding %d burst workers", change)
-            act.add(change)
+            added = act.add(change)
+            if added:
+                logger.info("adding %d burst workers", added)
         elif change < 0:
             retired = act.retire(-change, grace)
             logger.info("retired %d idle burst workers", retired)

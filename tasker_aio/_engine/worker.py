@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
-from typing import Any, Generic, Protocol
+from typing import Any, Generic
 
-from .._metrics import Outcome
 from .._types import E, R
-from .admission import Admission
+from .crew import Crew
 from .failures import NOT_CALLED
-from .hooks import SafeLogger
-from .idle import IdleWorkers
-from .outcomes import Outcomes
 from .queues import DISCARDED, DONE, QUEUED, RUNNING, Task
-from .resources import NO_RESOURCE, Resources
-from .run import RunState
+from .resources import NO_RESOURCE
 
-__all__ = ["CLOSING", "CREATING", "READY", "Crew", "Worker"]
+__all__ = ["CLOSING", "CREATING", "READY", "Worker"]
 
 # Worker phases. Every phase counts against max_worker_count; only READY is "active".
 CREATING = 0
@@ -26,29 +21,7 @@ READY = 1
 CLOSING = 2
 
 
-class Crew(Protocol[R]):
-    """What a worker needs of the worker set it belongs to (see WorkerSet)."""
-
-    loop: asyncio.AbstractEventLoop
-    run: RunState
-    admission: Admission
-    outcomes: Outcomes
-    resources: Resources[R]
-    idle: IdleWorkers
-    logger: SafeLogger
-    completed: Callable[[Outcome], None]
-    failed: Callable[[Outcome], None]
-    tidy: Callable[[], None]  # bounds the collector's buffered events at slow points
-    yield_after: float  # seconds of back-to-back running before a worker yields
-    turns: int  # event-loop turns counted so far (see watch_turns)
-
-    def watch_turns(self) -> int:
-        """The loop-turn count now; it moves once the loop has run its next callbacks."""
-        ...
-
-    def gone(self, worker: Worker[R, Any]) -> None:
-        """``worker`` has ended and destroyed its resource."""
-        ...
+_TENDING: Any = object()  # an idle worker's waiter result: time to check its resource
 
 
 class Worker(Generic[R, E]):
@@ -62,8 +35,9 @@ class Worker(Generic[R, E]):
     """
 
     __slots__ = (
-        "burst", "cancel_requested", "crew", "current", "gone", "idle_since", "phase",
-        "resource", "retiring", "task", "waiter",
+        "born", "burst", "cancel_requested", "checked", "crew", "current", "gone",
+        "has_slot", "idle_since", "phase", "resource", "retiring", "task", "used_at",
+        "waiter",
     )  # fmt: skip
 
     def __init__(self, crew: Crew[R], burst: bool, resource: Any = NO_RESOURCE) -> None:
@@ -78,6 +52,14 @@ class Worker(Generic[R, E]):
         self.waiter: asyncio.Future[None] | None = None
         self.idle_since = 0.0
         self.cancel_requested = False
+        # Its slot among max_resources: handed over with a resource, or taken for one.
+        self.has_slot = resource is not NO_RESOURCE or burst
+        # What the resource's care needs to know (see Care): when it was created, when
+        # it was last known good, and in which Resources.epoch.
+        self.born = self.used_at = 0.0
+        self.checked = 0
+        if resource is not NO_RESOURCE:
+            crew.care.mark_new(self)
 
     def spare(self, now: float, grace: float) -> bool:
         """A ready burst worker idle (and not yet woken) for at least ``grace`` seconds."""
@@ -108,14 +90,16 @@ class Worker(Generic[R, E]):
         """Serve tasks until retired, drained or killed; then destroy the resource.
 
         One coroutine frame, the serving loop inlined: every task resumes the worker
-        through it (see the performance notes in the README).
+        through it (see the performance notes in the README). Caring for the resource
+        between tasks (``check_resource``, ``on_reset``, ``max_resource_age``) is one
+        branch, skipped unless configured.
         """
         crew = self.crew
         run = crew.run
-        loop = crew.loop
         priority, main = crew.admission.priority, crew.admission.main
         completed, failed = crew.completed, crew.failed
         idle_line = crew.idle.burst if self.burst else crew.idle.base
+        care = crew.settings.cares_for_resources
         clock = time.monotonic
         not_called = NOT_CALLED
         self.task = worker_task = asyncio.current_task()
@@ -147,32 +131,21 @@ class Worker(Generic[R, E]):
                         if not (priority.live or main.live):
                             return
                         self.retiring = False  # work arrived as we were retired: take it
-                    if priority.live:
-                        queue = priority
-                    elif main.live:
-                        queue = main
-                    else:
+                    if not (priority.live or main.live):
                         if not run.running:
                             return  # stopping and drained
-                        # Idle until woken: inlined, as under light load it is once a task.
-                        crew.tidy()
-                        self.waiter = waiter = loop.create_future()
-                        self.idle_since = clock()
-                        idle_line.append(self)
-                        try:
-                            await waiter
-                        except asyncio.CancelledError as exc:
-                            run.survive(exc)
-                        finally:
-                            self.waiter = None
-                            if not waiter.done() or waiter.cancelled():
-                                try:
-                                    idle_line.remove(self)
-                                except ValueError:
-                                    pass
+                        if not await self._idle(idle_line):
+                            return
                         now = resumed = clock()
                         turn = crew.watch_turns()
                         continue
+                    if care and crew.care.needs_care(self, now):
+                        if not await self._tend():
+                            return
+                        now = clock()
+                        if not (priority.live or main.live):
+                            continue  # taken by another worker meanwhile
+                    queue = priority if priority.live else main
                     # TaskQueue._get, inlined on the hot path: live > 0, so a live task waits.
                     task = queue.items.popleft()
                     if task.state != QUEUED:
@@ -194,7 +167,6 @@ class Worker(Generic[R, E]):
                         result = await returned
                     except BaseException as exc:
                         interrupted = self._settle_cancels(exc)  # re-raises kill()'s
-                        self.current = None
                         if not await self._failed(task, exc, returned, interrupted):
                             return
                         now = clock()
@@ -212,8 +184,79 @@ class Worker(Generic[R, E]):
                             else:
                                 future.set_result(result)
                                 completed(logged)
+                        if care:
+                            if not await self._after_task():
+                                return
+                            now = clock()
         finally:
             await self._end()
+
+    async def _idle(self, idle_line: Any) -> bool:
+        """Wait to be woken for work, tending the resource whenever its care is due.
+
+        False if the worker should leave (its resource could not be replaced).
+        """
+        crew = self.crew
+        crew.tidy()
+        self.idle_since = time.monotonic()  # kept while it tends: retirement counts from here
+        while True:
+            self.waiter = waiter = crew.loop.create_future()
+            idle_line.append(self)
+            timer = self._keepalive_timer(waiter)
+            tending = False
+            try:
+                await waiter
+                tending = waiter.result() is _TENDING
+            except asyncio.CancelledError as exc:
+                crew.run.survive(exc)
+            finally:
+                self.waiter = None
+                if timer is not None:
+                    timer.cancel()
+                if tending or not waiter.done() or waiter.cancelled():  # not popped by a waker
+                    with contextlib.suppress(ValueError):
+                        idle_line.remove(self)
+            if not tending:
+                return True
+            if not await self._tend():
+                return False
+            if crew.admission.backlog or not crew.run.running or self.retiring:
+                return True
+
+    def _keepalive_timer(self, waiter: asyncio.Future[Any]) -> asyncio.TimerHandle | None:
+        """A timer that wakes the idle worker when its resource is due for care."""
+        due = self.crew.care.next_due(self)
+        if due is None:
+            return None
+        loop = self.crew.loop
+        return loop.call_at(loop.time() + max(0.0, due - time.monotonic()), _wake_to_tend, waiter)
+
+    async def _tend(self) -> bool:
+        """Recycle the resource if too old, else check it; replace it if it fails.
+
+        False if the worker should leave instead (drained, or gave up creating).
+        """
+        crew = self.crew
+        self.phase = CREATING  # not "active" while it is cared for
+        try:
+            why = await crew.care.tend(self)
+        except asyncio.CancelledError as exc:
+            crew.run.survive(exc)
+            why = "its check was cut short"
+        if why is not None:
+            return await self._replace(f"because {why}")
+        self.phase = READY
+        return True
+
+    async def _after_task(self) -> bool:
+        """After a task on a healthy resource: reset it, recycle it if too old."""
+        crew = self.crew
+        try:
+            why = await crew.care.after_task(self)
+        except asyncio.CancelledError as exc:
+            crew.run.survive(exc)
+            why = "its reset was cut short"
+        return why is None or await self._replace(f"because {why}")
 
     def _settle_cancels(self, exc: BaseException | None) -> bool:
         """Settle the cancel requests on the worker after a task; True if ``exc`` is interrupt()'s.
@@ -239,41 +282,77 @@ class Worker(Generic[R, E]):
         return not self.crew.run.running and not self.crew.admission.backlog
 
     async def _create(self) -> bool:
-        """Create the resource, retrying; False if the worker should give up instead."""
+        """Create the resource in the worker's slot, retrying; False if it gave up."""
         crew = self.crew
+        resources = crew.resources
         while True:
             try:
-                self.resource = await crew.resources.create_with_retry(
+                if not self.has_slot:
+                    await resources.take_slot()
+                    self.has_slot = True
+                self.resource = await resources.create_with_retry(
                     "burst worker" if self.burst else "worker",
                     # While running, base workers remain, so a burst worker may give up;
                     # during a drain, whoever holds the work must see it through.
                     give_up=lambda: (self.burst and crew.run.running) or self._drained(),
                 )
-                return self.resource is not NO_RESOURCE
+                break
             except asyncio.CancelledError as exc:
                 crew.run.survive(exc)
-
-    async def _destroy(self, resource: Any) -> None:
-        try:
-            await self.crew.resources.destroy(resource)
-        except asyncio.CancelledError as exc:  # held back until on_destroy ended
-            self.crew.run.survive(exc)
+        created = self.resource is not NO_RESOURCE
+        if self.burst:
+            crew.burst_created(created)
+        if not created:
+            resources.free_slot()
+            self.has_slot = False
+            return False
+        crew.care.mark_new(self)
+        return True
 
     async def _failed(
         self, task: Task[R, E], exc: BaseException, returned: Any, interrupted: bool
     ) -> bool:
-        """Settle a failed task; replace the resource if it broke. False: the worker must exit."""
-        if self.crew.outcomes.failed(task, exc, returned, interrupted):
-            return True
-        return await self._replace(exc)
-
-    async def _replace(self, exc: BaseException) -> bool:
-        """Swap a broken resource for a fresh one; False if none is needed any more."""
+        """Settle a failed task; care for or replace the resource. False: the worker must exit."""
         crew = self.crew
-        crew.logger.warning("replacing a worker after an unhealthy error: %r", exc)
+        outcomes = crew.outcomes
+        try:
+            if task.state != RUNNING:  # kill() answered and counted it already
+                return True
+            error, healthy = outcomes.judge(task, exc, returned)
+            if healthy:
+                # A failure may mean a broken resource that check_health cannot see.
+                try:
+                    healthy = await crew.care.usable_after_failure(self)
+                except asyncio.CancelledError as cancel:
+                    crew.run.survive(cancel)  # kill()'s: run() answers self.current
+                    healthy = False
+            outcomes.settle(task, error, healthy, interrupted)
+        finally:
+            if not crew.run.killed:
+                self.current = None
+        if not healthy:
+            crew.resources.note_unhealthy()
+            return await self._replace(f"after an unhealthy error: {error!r}")
+        if crew.settings.cares_for_resources:
+            return await self._after_task()
+        return True
+
+    async def _replace(self, why: str) -> bool:
+        """Swap the resource for a fresh one; False if none is needed any more.
+
+        The old one is destroyed in the background while the new one is created (both
+        hold a slot among ``max_resources``; at the cap the creation waits for one).
+        """
+        crew = self.crew
+        crew.logger.warning("replacing a worker %s", why)
         resource, self.resource = self.resource, NO_RESOURCE
         self.phase = CREATING
-        await self._destroy(resource)
+        self.has_slot = False
+        if crew.resources.discard(resource) is not None:  # frees its slot once destroyed
+            try:  # let an async on_destroy begin before on_create does (logs read in order)
+                await asyncio.sleep(0)
+            except asyncio.CancelledError as exc:
+                crew.run.survive(exc)
         if self._drained() or not await self._create():
             return False
         self.phase = READY
@@ -289,10 +368,19 @@ class Worker(Generic[R, E]):
             self.phase = CLOSING
             if self.resource is not NO_RESOURCE:
                 resource, self.resource = self.resource, NO_RESOURCE
+                self.has_slot = False
                 try:
                     await crew.resources.destroy(resource)
                 except asyncio.CancelledError:
                     pass  # held back until on_destroy ended; the worker is over anyway
+            elif self.has_slot:
+                self.has_slot = False
+                crew.resources.free_slot()
         finally:
             self.gone = True
             crew.gone(self)
+
+
+def _wake_to_tend(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_TENDING)

@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic
 
+from .._config import Settings
 from .._metrics import Outcome
 from .._types import R
 from .admission import Admission
+from .care import Care
 from .hooks import SafeLogger
 from .idle import IdleWorkers
 from .outcomes import Outcomes
@@ -42,27 +44,32 @@ class WorkerSet(Generic[R]):
     """Every worker of the manager, and the shared state the workers use (a Crew)."""
 
     __slots__ = (
-        "_turn_watched", "_workers", "admission", "completed", "failed", "idle", "logger", "loop",
-        "outcomes", "resources", "run", "tidy", "turns", "yield_after",
+        "_burst_failures", "_bursts_blocked_until", "_turn_watched", "_workers", "admission",
+        "care", "completed", "failed", "idle", "logger", "loop", "outcomes", "resources", "run",
+        "settings", "tidy", "turns", "yield_after",
     )  # fmt: skip
 
     def __init__(
         self,
         *,
+        settings: Settings[R],
         run: RunState,
         admission: Admission,
         outcomes: Outcomes,
         resources: Resources[R],
+        care: Care[R],
         idle: IdleWorkers,
         logger: SafeLogger,
         completed: Callable[[Outcome], None],
         failed: Callable[[Outcome], None],
         tidy: Callable[[], None],
     ) -> None:
+        self.settings = settings
         self.run = run
         self.admission = admission
         self.outcomes = outcomes
         self.resources = resources
+        self.care = care
         self.idle = idle
         self.logger = logger
         self.completed = completed
@@ -73,6 +80,8 @@ class WorkerSet(Generic[R]):
         self.turns = 0  # event-loop turns seen by _count_turn, see watch_turns
         self._turn_watched = False
         self._workers: list[Worker[R, Any]] = []
+        self._burst_failures = 0  # burst creations failed in a row
+        self._bursts_blocked_until = 0.0  # no burst worker before then (monotonic)
         outcomes.interrupt = self.interrupt
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -97,10 +106,35 @@ class WorkerSet(Generic[R]):
             finished=lambda: worker.gone,
         )
 
-    def add_burst(self, count: int) -> None:
-        """Start ``count`` burst workers, each creating its own resource."""
-        for _ in range(count):
+    def add_burst(self, count: int) -> int:
+        """Start up to ``count`` burst workers, each creating its own resource; how many.
+
+        Each needs a free slot among ``max_resources``; none starts while burst
+        creations are backing off after failing (see burst_created).
+        """
+        if time.monotonic() < self._bursts_blocked_until:
+            return 0
+        added = 0
+        while added < count and self.resources.take_slot_now():
             self.spawn(burst=True)
+            added += 1
+        return added
+
+    def burst_created(self, created: bool) -> None:
+        """A burst creation ended: success clears the backoff, failure extends it."""
+        if created:
+            self._burst_failures = 0
+            self._bursts_blocked_until = 0.0
+            return
+        self._burst_failures += 1
+        delay = self.resources.create_delay(self._burst_failures)
+        self._bursts_blocked_until = time.monotonic() + delay
+        self.logger.warning(
+            "a burst worker could not create its resource (%d in a row); no burst worker"
+            " for %.2f s",
+            self._burst_failures,
+            delay,
+        )
 
     def gone(self, worker: Worker[R, Any]) -> None:
         self._workers.remove(worker)
