@@ -1,0 +1,63 @@
+"""A real local Ray for the Ray tests: started once per pytest process, on loopback only.
+
+Ray binds every interface unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set before
+``ray`` is imported: Ray then takes 127.0.0.1 as the node's address, and its gRPC
+servers listen on that address alone (see docs/ray.md). It is set here, and in .ci/run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network: never try to report
+
+from .backends import ActorBackend, Backend, Harness, LocalBackend, import_ray
+
+RAY_CPUS = 2  # logical CPUs; the test actors ask for none
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """Start one local Ray (no dashboard, small object store) for the whole run."""
+    ray = import_ray()
+    from ray._private import ray_constants
+
+    assert not ray_constants.ENABLE_RAY_CLUSTER, (
+        "ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set: "
+        "it would listen on every interface"
+    )
+    ray.init(
+        num_cpus=RAY_CPUS,
+        include_dashboard=False,
+        object_store_memory=100 * 1024 * 1024,
+        log_to_driver=False,
+        configure_logging=False,
+        namespace="tasker_aio_tests",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(params=["local", "actor"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """The same tests on local resources and on Ray actors; checks the lifecycle after."""
+    backend: Backend
+    if request.param == "actor":
+        request.getfixturevalue("ray_session")
+        backend = ActorBackend()
+    else:
+        backend = LocalBackend()
+    harness = Harness(backend)
+    try:
+        yield harness
+        for manager in harness.managers:
+            assert manager.state in ("new", "stopped"), f"a test left {manager!r} running"
+        await harness.assert_all_released()
+    finally:
+        await backend.close()

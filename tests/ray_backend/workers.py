@@ -1,0 +1,172 @@
+"""What the conformance suite runs on: one resource class and one coordination board.
+
+Both are plain classes used as they are by the local backend and as Ray actors by the
+actor backend, so the test bodies cannot tell the two apart: a task awaits
+``resource.method(...)`` either way, and the board (its events live in one process,
+the driver's or a Ray actor's) is what a task notes its progress on and waits at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import Counter
+from typing import Any, Protocol
+
+
+class Broken(Exception):
+    """A local resource broke (an actor breaks by dying instead)."""
+
+
+class BoardLike(Protocol):
+    """The board's interface, the same locally and through a Ray actor."""
+
+    async def note(self, tag: str) -> int: ...
+    async def wait(self, gate: str) -> None: ...
+    async def open(self, gate: str) -> None: ...
+    async def notes(self) -> list[str]: ...
+    async def until(self, tag: str, count: int = 1) -> None: ...
+
+
+class Board:
+    """Notes tags in arrival order and holds gates; every method is async."""
+
+    def __init__(self) -> None:
+        self._notes: list[str] = []
+        self._counts: Counter[str] = Counter()
+        self._gates: dict[str, asyncio.Event] = {}
+        self._changed: asyncio.Event | None = None
+
+    def _gate(self, gate: str) -> asyncio.Event:
+        return self._gates.setdefault(gate, asyncio.Event())
+
+    async def note(self, tag: str) -> int:
+        """Record ``tag``; return how often it has been noted, this time included."""
+        self._notes.append(tag)
+        self._counts[tag] += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+        return self._counts[tag]
+
+    async def wait(self, gate: str) -> None:
+        await self._gate(gate).wait()
+
+    async def open(self, gate: str) -> None:
+        self._gate(gate).set()
+
+    async def notes(self) -> list[str]:
+        return list(self._notes)
+
+    async def until(self, tag: str, count: int = 1) -> None:
+        """Wait until ``tag`` has been noted ``count`` times (woken by each note)."""
+        while self._counts[tag] < count:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+
+class RemoteBoard:
+    """A Board living in a Ray actor, with the Board's async interface; picklable."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def note(self, tag: str) -> int:
+        count: int = await self.handle.note.remote(tag)
+        return count
+
+    async def wait(self, gate: str) -> None:
+        await self.handle.wait.remote(gate)
+
+    async def open(self, gate: str) -> None:
+        await self.handle.open.remote(gate)
+
+    async def notes(self) -> list[str]:
+        notes: list[str] = await self.handle.notes.remote()
+        return notes
+
+    async def until(self, tag: str, count: int = 1) -> None:
+        await self.handle.until.remote(tag, count)
+
+
+class Worker:
+    """The conformance resource. ``remote`` says whether it runs as a Ray actor."""
+
+    def __init__(self, board: BoardLike, remote: bool) -> None:
+        self.board = board
+        self.remote = remote
+        self.ident = uuid.uuid4().hex[:8]
+        self.closed = False
+
+    async def whoami(self) -> str:
+        return self.ident
+
+    async def echo(self, value: Any) -> Any:
+        return value
+
+    async def step(self, tag: str, gate: str | None = None) -> str:
+        """Note ``tag``, wait at ``gate`` if given; note ``cancelled:<tag>`` if cancelled."""
+        await self.board.note(tag)
+        try:
+            if gate is not None:
+                await self.board.wait(gate)
+        except asyncio.CancelledError:
+            await self.board.note(f"cancelled:{tag}")
+            raise
+        return tag
+
+    async def flaky(self, key: str, failures: int) -> int:
+        """Fail with ValueError the first ``failures`` times ``key`` runs, then succeed."""
+        attempt = await self.board.note(key)
+        if attempt <= failures:
+            raise ValueError(f"{key} attempt {attempt}")
+        return attempt
+
+    async def break_(self, key: str, times: int) -> str:
+        """Break this resource the first ``times`` times ``key`` runs; else who ran it."""
+        if await self.board.note(key) <= times:
+            if self.remote:
+                os._exit(1)  # the actor's process dies mid-call
+            raise Broken(key)
+        return self.ident
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def block(self, seconds: float) -> str:
+        """A sync method that ignores cancellation: it only ends when it is done."""
+        time.sleep(seconds)
+        return "unblocked"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class SyncWorker:
+    """An actor with sync methods only: Ray runs its calls one at a time in a thread."""
+
+    def __init__(self, close_seconds: float = 0.0) -> None:
+        self.close_seconds = close_seconds
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+    def block(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "unblocked"
+
+    def close(self) -> None:
+        time.sleep(self.close_seconds)
+
+
+class NoPing:
+    """An actor whose constructor fails: it never becomes ready."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("cannot load the model")
