@@ -34,10 +34,12 @@ How the parts map onto Ray 2.60:
   with ``ActorDiedError``, and ``ActorUnavailableError`` marks an actor Ray cannot reach;
   both, and the other actor-loss errors (:data:`ACTOR_FAILURES`), are unhealthy. A frozen
   actor (a method blocking forever, or an async actor whose event loop is blocked)
-  raises nothing: only a timeout tells. The ping (Ray's built-in ``__ray_ready__``
-  method, run like any other call) is that timeout; it is installed as ``check_resource``
-  once the engine has that field, so idle actors that died or froze are replaced before
-  a task lands on them.
+  raises nothing: only a timeout tells. The ping is that timeout: a no-op function run
+  in the actor through Ray's ``__ray_call__``, so it waits exactly where a task would
+  (behind a blocked event loop, or behind the one thread of a sync actor). Ray's own
+  ``__ray_ready__`` will not do: an async actor answers it even while its event loop
+  is blocked. The ping is installed as ``check_resource`` once the engine has that
+  field, so idle actors that died or froze are replaced before a task lands on them.
 - **Creation** waits for ``__ray_ready__`` (the constructor has run) at most
   ``create_timeout`` seconds. An actor that cannot be placed (no node offers its
   ``num_cpus``/``num_gpus``/``resources``) stays pending in Ray forever, so the timeout
@@ -118,6 +120,17 @@ def _retrieve(future: asyncio.Future[Any]) -> BaseException | None:
     if future.cancelled():
         return None
     return future.exception()
+
+
+def _pong_by_value() -> Callable[[object], bool]:
+    def pong(actor: object) -> bool:
+        return True
+
+    return pong
+
+
+# A local function, so cloudpickle sends it by value: the actor's node needs no tasker_aio.
+_PONG = _pong_by_value()
 
 
 def _positive(name: str, value: object) -> float:
@@ -208,10 +221,10 @@ class ActorProxy:
             _logger.warning("ray.kill failed for %r: %r", self, error)
 
     async def _ping(self, within: float) -> bool:
-        """True when the actor answers Ray's built-in ``__ray_ready__`` in ``within`` seconds."""
+        """True when a no-op call runs in the actor within ``within`` seconds."""
         if self._lost:
             return False
-        ref: ray.ObjectRef[Any] = self.handle.__ray_ready__.remote()
+        ref: ray.ObjectRef[Any] = self.handle.__ray_call__.remote(_PONG)
         answer = asyncio.wrap_future(ref.future())
         try:
             await asyncio.wait((answer,), timeout=within)
@@ -336,8 +349,8 @@ def actor_config(
                     closed.cancel()
                     raise TimeoutError(f"{proxy!r}.close() took over {close_timeout}s")
                 error = _retrieve(closed)
-                if error is not None:
-                    raise error
+                if error is not None and not is_actor_failure(error):
+                    raise error  # the engine logs it; an actor already gone is no error here
         finally:
             proxy._kill()  # a lost actor too: it may merely be frozen
 

@@ -101,8 +101,8 @@ class ActorBackend(Backend):
         return isinstance(exc, self.ray.exceptions.ActorDiedError)
 
     async def assert_released(self, resources: list[Any]) -> None:
-        ids = [proxy.handle._actor_id.hex() for proxy in resources]
-        await actors_dead(ids)
+        await actors_dead([proxy.handle._actor_id.hex() for proxy in resources])
+        assert live_actors("Worker") == [], "an actor the manager never handed out lives on"
 
     async def close(self) -> None:
         self.ray.kill(self.board_actor)
@@ -115,6 +115,19 @@ def actor_states(ids: list[str]) -> dict[str, str]:
     from ray._private import state
 
     return {actor_id: state.actors(actor_id=actor_id).get("State", "?") for actor_id in ids}
+
+
+def live_actors(class_name: str) -> list[str]:
+    """Ids of this job's actors of ``class_name`` that Ray does not report DEAD."""
+    import ray
+    from ray._private import state
+
+    job_id = ray.JobID.from_hex(ray.get_runtime_context().get_job_id())
+    return [
+        actor_id
+        for actor_id, info in state.actors(job_id=job_id).items()
+        if info["ActorClassName"] == class_name and info["State"] != "DEAD"
+    ]
 
 
 async def actors_dead(ids: list[str], within: float = WAIT) -> None:
@@ -137,6 +150,7 @@ class Harness:
         self.created: list[Any] = []
         self.destroyed: list[Any] = []
         self.managers: list[TaskManager[Any, Any]] = []
+        self.configs: list[Config[Any]] = []
 
     @property
     def alive(self) -> int:
@@ -150,8 +164,9 @@ class Harness:
             "resource_pool_size": 0,
         }
         settings.update(fields)
-        config = self.backend.config(**settings)
-        manager: TaskManager[Any, Any] = TaskManager(self.tracked(config))
+        config = self.tracked(self.backend.config(**settings))
+        self.configs.append(config)
+        manager: TaskManager[Any, Any] = TaskManager(config)
         self.managers.append(manager)
         return manager
 
@@ -180,6 +195,10 @@ class Harness:
         """Wait until tasks have noted ``tag`` ``count`` times."""
         async with asyncio.timeout(WAIT):
             await self.board.until(tag, count)
+
+    async def task_notes(self) -> list[str]:
+        """What tasks noted, in order (without the ``closed:`` notes of close())."""
+        return [note for note in await self.board.notes() if not note.startswith("closed:")]
 
     async def assert_all_released(self) -> None:
         """Every resource ever created was destroyed exactly once, and freed."""

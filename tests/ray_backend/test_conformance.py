@@ -44,7 +44,7 @@ async def test_priority_tasks_run_first(harness: Harness) -> None:
         ]
         await harness.board.open("go")
         assert await asyncio.gather(first, *later) == ["first", "m1", "p1", "m2", "p2"]
-        assert await harness.board.notes() == ["first", "p1", "p2", "m1", "m2"]
+        assert await harness.task_notes() == ["first", "p1", "p2", "m1", "m2"]
 
 
 async def test_unhealthy_failure_replaces_the_resource(harness: Harness) -> None:
@@ -88,7 +88,7 @@ async def test_task_retries_exhausted_keeps_each_original_error(harness: Harness
             "flaky attempt 1",
             "flaky attempt 2",
         ]
-        with pytest.raises(ValueError) as once:
+        with pytest.raises(ValueError, match="once") as once:
             await manager.submit(lambda w: w.flaky("once", failures=1), retries=0)
         assert type(once.value) is ValueError
         assert str(once.value) == "once attempt 1"
@@ -103,7 +103,7 @@ async def test_once_never_reruns(harness: Harness) -> None:
             await manager.queue_task_once(lambda w: w.break_("crash", times=1))
         assert len(caught.value.errors) == 1
         assert await manager.queue_task(lambda w: w.echo(1)) == 1
-        assert await harness.board.notes() == ["flaky", "crash"]
+        assert await harness.task_notes() == ["flaky", "crash"]
     assert len(harness.created) == 2
 
 
@@ -131,7 +131,7 @@ async def test_cancelling_a_queued_task_discards_it(harness: Harness) -> None:
         await harness.board.open("go")
         assert await first == "first"
         assert await manager.queue_task(lambda w: w.step("after")) == "after"
-        assert await harness.board.notes() == ["first", "after"]
+        assert await harness.task_notes() == ["first", "after"]
 
 
 async def test_stop_finishes_running_and_queued_tasks(harness: Harness) -> None:
@@ -162,7 +162,7 @@ async def test_kill_answers_every_caller_and_cancels_running_tasks(harness: Harn
         for future in futures:
             with pytest.raises(ManagerStoppedError, match="killed"):
                 future.result()
-    notes = await harness.board.notes()
+    notes = await harness.task_notes()
     assert sorted(notes) == ["cancelled:t0", "cancelled:t1", "t0", "t1"]
     assert harness.alive == 0
     await harness.assert_all_released()

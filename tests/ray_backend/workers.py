@@ -99,7 +99,6 @@ class Worker:
         self.board = board
         self.remote = remote
         self.ident = uuid.uuid4().hex[:8]
-        self.closed = False
 
     async def whoami(self) -> str:
         return self.ident
@@ -136,13 +135,14 @@ class Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def block(self, seconds: float) -> str:
-        """A sync method that ignores cancellation: it only ends when it is done."""
-        time.sleep(seconds)
+    async def hang(self, tag: str, seconds: float) -> str:
+        """Note ``tag``, then block the thread: no cancellation can reach this call."""
+        await self.board.note(tag)
+        time.sleep(seconds)  # noqa: ASYNC251 -- blocking the loop is the point
         return "unblocked"
 
-    def close(self) -> None:
-        self.closed = True
+    async def close(self) -> None:
+        await self.board.note(f"closed:{self.ident}")
 
 
 class SyncWorker:
@@ -165,8 +165,12 @@ class SyncWorker:
         time.sleep(self.close_seconds)
 
 
-class NoPing:
+class BadInit:
     """An actor whose constructor fails: it never becomes ready."""
 
     def __init__(self) -> None:
         raise RuntimeError("cannot load the model")
+
+
+class Unplaceable:
+    """An actor the tests create with resources no node has."""
