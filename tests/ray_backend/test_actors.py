@@ -28,6 +28,7 @@ from tasker_aio import (
 )
 
 from .backends import ActorBackend, Harness, actor_states, actors_dead, eventually, live_actors
+from .sockets import assert_loopback_only
 from .workers import BadInit, SyncWorker, Unplaceable
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("ray_session")]
@@ -309,73 +310,9 @@ def test_importing_tasker_aio_imports_no_ray() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
-def _ancestry() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
-
-
-def _descendants(root: int) -> set[int]:
-    parents = _ancestry()
-    family = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in family and pid not in family:
-                family.add(pid)
-                grew = True
-    return family
-
-
-def _socket_inodes(pids: set[int]) -> dict[str, int]:
-    inodes: dict[str, int] = {}
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes[target[8:-1]] = pid
-    return inodes
-
-
-LOOPBACK_V4 = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it (little-endian hex)
-LOOPBACK_V6 = ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
-
-
-def _listeners(owners: dict[str, int]) -> list[tuple[str, str, int]]:
-    """(file, local address, pid) of every listening TCP or bound UDP socket in ``owners``."""
-    found = []
-    for name in ("tcp", "tcp6", "udp", "udp6"):
-        lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            listening = state == "0A" if name.startswith("tcp") else not local.endswith(":0000")
-            if listening and inode in owners:
-                found.append((name, local, owners[inode]))
-    return found
-
-
 def test_ray_listens_on_loopback_only() -> None:
     """Every socket the local Ray (this driver and its process tree) listens on is loopback."""
-    listeners = _listeners(_socket_inodes(_descendants(os.getpid())))
-    assert len(listeners) >= 3, listeners  # at least the GCS, the raylet and this driver
-    for kind, local, pid in listeners:
-        host = local.split(":")[0]
-        assert host == LOOPBACK_V4 or host in LOOPBACK_V6, (kind, local, pid)
+    assert_loopback_only()
 
 
 async def test_no_actor_outlives_stop_or_kill(actors: Harness) -> None:

@@ -174,3 +174,18 @@ class BadInit:
 
 class Unplaceable:
     """An actor the tests create with resources no node has."""
+
+
+class NodeWorker:
+    """An actor that says which node it runs on (for the multi-node tests)."""
+
+    async def node(self) -> str:
+        import ray
+
+        node_id: str = ray.get_runtime_context().get_node_id()
+        return node_id
+
+    async def work(self, item: int, seconds: float) -> tuple[int, str]:
+        """Take ``seconds``, then return ``item`` and the node that did it."""
+        await asyncio.sleep(seconds)
+        return item, await self.node()
