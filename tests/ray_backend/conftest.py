@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +21,21 @@ from .backends import ActorBackend, Backend, Harness, LocalBackend, import_ray
 RAY_CPUS = 2  # logical CPUs; the test actors ask for none
 
 
-@pytest.fixture(scope="session")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark with ``ray`` every test here that needs Ray (all but the local conformance runs)."""
+    here = Path(__file__).parent
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        local = callspec is not None and callspec.params.get("harness") == "local"
+        if item.path.is_relative_to(here) and not local:
+            item.add_marker(pytest.mark.ray)
+
+
+# Package scope: one ray.init for all the tests of this package, which run together, and
+# Ray is shut down before the rest of the suite runs on this small machine.
+@pytest.fixture(scope="package")
 def ray_session() -> Iterator[None]:
-    """Start one local Ray (no dashboard, small object store) for the whole run."""
+    """Start one local Ray (no dashboard, small object store) for this package's tests."""
     ray = import_ray()
     from ray._private import ray_constants
 
@@ -31,6 +44,7 @@ def ray_session() -> Iterator[None]:
         "it would listen on every interface"
     )
     ray.init(
+        address="local",  # a new Ray, never one found in /tmp/ray/ray_current_cluster
         num_cpus=RAY_CPUS,
         include_dashboard=False,
         object_store_memory=100 * 1024 * 1024,
