@@ -22,6 +22,8 @@ from tasker_aio import Config, TaskManager
 
 from .workers import Board, BoardLike, Broken, RemoteBoard, Worker
 
+__all__ = ["ActorBackend", "Backend", "Board", "Harness", "LocalBackend"]
+
 WAIT = 20.0  # seconds: the longest any awaited event may take before a test fails
 
 
@@ -44,7 +46,7 @@ async def eventually(condition: Callable[[], bool], within: float = WAIT) -> Non
 
 
 class Backend:
-    """Where resources live. ``board`` is the coordination board tasks see."""
+    """Where resources live. ``board`` is the coordination board tasks see (reset)."""
 
     name: str
     board: BoardLike
@@ -84,17 +86,21 @@ class LocalBackend(Backend):
 
 
 class ActorBackend(Backend):
+    """Workers as Ray actors; ``board_actor`` is a Board actor shared by the tests."""
+
     name = "actor"
 
-    def __init__(self) -> None:
+    def __init__(self, board_actor: Any) -> None:
         self.ray = import_ray()
-        self.board_actor = self.ray.remote(Board).remote()
-        self.board = RemoteBoard(self.board_actor)
+        self.board = RemoteBoard(board_actor)
 
     def config(self, **fields: Any) -> Config[Any]:
         from tasker_aio.ray import actor_config
 
         fields.setdefault("create_timeout", 30.0)
+        # Generous: a busy machine must not turn a slow cancellation into a kill
+        # (the tests of the kill set their own).
+        fields.setdefault("cancel_timeout", 10.0)
         return actor_config(Worker, args=(self.board, True), **fields)
 
     def is_break(self, exc: BaseException) -> bool:
@@ -103,9 +109,6 @@ class ActorBackend(Backend):
     async def assert_released(self, resources: list[Any]) -> None:
         await actors_dead([proxy.handle._actor_id.hex() for proxy in resources])
         assert live_actors("Worker") == [], "an actor the manager never handed out lives on"
-
-    async def close(self) -> None:
-        self.ray.kill(self.board_actor)
 
 
 def actor_states(ids: list[str]) -> dict[str, str]:

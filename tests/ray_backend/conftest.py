@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network: never try to report
 
-from .backends import ActorBackend, Backend, Harness, LocalBackend, import_ray
+from .backends import ActorBackend, Backend, Board, Harness, LocalBackend, import_ray
 
 RAY_CPUS = 2  # logical CPUs; the test actors ask for none
 
@@ -58,15 +59,18 @@ def ray_session() -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.fixture(params=["local", "actor"])
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    """The same tests on local resources and on Ray actors; checks the lifecycle after."""
-    backend: Backend
-    if request.param == "actor":
-        request.getfixturevalue("ray_session")
-        backend = ActorBackend()
-    else:
-        backend = LocalBackend()
+@pytest.fixture(scope="package")
+def board_actor(ray_session: None) -> Iterator[Any]:
+    """One Board actor for every actor test (reset before each): an actor less per test."""
+    ray = import_ray()
+    handle = ray.remote(Board).remote()
+    yield handle
+    ray.kill(handle)
+
+
+async def checked(backend: Backend) -> AsyncIterator[Harness]:
+    """A harness on ``backend``; after the test, its resources were all released."""
+    await backend.board.reset()
     harness = Harness(backend)
     try:
         yield harness
@@ -75,3 +79,22 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         await harness.assert_all_released()
     finally:
         await backend.close()
+
+
+@pytest.fixture(params=["local", "actor"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """The same tests on local resources and on Ray actors; checks the lifecycle after."""
+    backend: Backend
+    if request.param == "actor":
+        backend = ActorBackend(request.getfixturevalue("board_actor"))
+    else:
+        backend = LocalBackend()
+    async for checked_harness in checked(backend):
+        yield checked_harness
+
+
+@pytest.fixture
+async def actors(board_actor: Any) -> AsyncIterator[Harness]:
+    """A harness on Ray actors of Worker, checked after the test like the conformance suite."""
+    async for checked_harness in checked(ActorBackend(board_actor)):
+        yield checked_harness

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from tasker_aio import (
     TaskManager,
 )
 
-from .backends import ActorBackend, Harness, actor_states, actors_dead, eventually, live_actors
+from .backends import Harness, actor_states, actors_dead, eventually, live_actors
 from .sockets import assert_loopback_only
 from .workers import BadInit, SyncWorker, Unplaceable
 
@@ -40,20 +39,6 @@ def needs(*fields: str) -> pytest.MarkDecorator:
     """Skip until the engine's Config has ``fields`` (issue 15); run as is once it does."""
     missing = [name for name in fields if name not in Config.__dataclass_fields__]
     return pytest.mark.skipif(bool(missing), reason=f"Config has no {', '.join(missing)} yet")
-
-
-@pytest.fixture
-async def actors() -> AsyncIterator[Harness]:
-    """A harness on Ray actors of Worker, checked after the test like the conformance suite."""
-    backend = ActorBackend()
-    harness = Harness(backend)
-    try:
-        yield harness
-        for manager in harness.managers:
-            assert manager.state in ("new", "stopped"), f"a test left {manager!r} running"
-        await harness.assert_all_released()
-    finally:
-        await backend.close()
 
 
 def actor_id(proxy: Any) -> str:

@@ -71,10 +71,10 @@ async def test_predictions_come_from_actors() -> None:
 
 async def test_a_client_that_goes_away_cancels_the_remote_call() -> None:
     """A client that disconnects mid-prediction cancels the actor's call; the model serves on."""
-    async with serve(actor_options={"num_cpus": 0.5}, worker_count=1, max_worker_count=1) as (
-        client,
-        app,
-    ):
+    # cancel_timeout 10 s < WAIT: an actor whose call was not cancelled would be killed,
+    # and the last request would come from a new model; a slow machine changes nothing.
+    settings = {"worker_count": 1, "max_worker_count": 1, "cancel_timeout": 10.0}
+    async with serve(actor_options={"num_cpus": 0.5}, **settings) as (client, app):
         model = (await client.get("/work/1", params={"delay": 0})).json()["model"]
         manager: TaskManager[Any, Any] = app.state.manager
         slow = asyncio.create_task(client.get("/work/2", params={"delay": 60}))

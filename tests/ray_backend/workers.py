@@ -28,12 +28,16 @@ class BoardLike(Protocol):
     async def open(self, gate: str) -> None: ...
     async def notes(self) -> list[str]: ...
     async def until(self, tag: str, count: int = 1) -> None: ...
+    async def reset(self) -> None: ...
 
 
 class Board:
     """Notes tags in arrival order and holds gates; every method is async."""
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self._notes: list[str] = []
         self._counts: Counter[str] = Counter()
         self._gates: dict[str, asyncio.Event] = {}
@@ -67,6 +71,14 @@ class Board:
                 self._changed = asyncio.Event()
             await self._changed.wait()
 
+    async def reset(self) -> None:
+        """Forget everything; release whoever still waits (a caller that died, say)."""
+        for gate in self._gates.values():
+            gate.set()
+        if self._changed is not None:
+            self._changed.set()
+        self._clear()
+
 
 class RemoteBoard:
     """A Board living in a Ray actor, with the Board's async interface; picklable."""
@@ -90,6 +102,9 @@ class RemoteBoard:
 
     async def until(self, tag: str, count: int = 1) -> None:
         await self.handle.until.remote(tag, count)
+
+    async def reset(self) -> None:
+        await self.handle.reset.remote()
 
 
 class Worker:
