@@ -29,7 +29,9 @@ How the parts map onto Ray 2.60:
   with ``ray.get_runtime_context().is_canceled()``: it runs on. The proxy therefore waits
   ``cancel_timeout`` seconds for the call to settle and, if it has not, kills the actor,
   so a call that would not stop never shares the actor with the next task (the worker
-  replaces the actor at once).
+  replaces the actor at once). The cancel is Ray's default, recursive: calls the method
+  made are cancelled too, and so, racing with it, may be a Ray call that the method's
+  own cancellation handler makes (3 of 40 in a test here): keep such cleanup local.
 - **Dead or frozen.** A call on a dead actor (process killed, node removed) fails fast
   with ``ActorDiedError``, and ``ActorUnavailableError`` marks an actor Ray cannot reach;
   both, and the other actor-loss errors (:data:`ACTOR_FAILURES`), are unhealthy. A frozen
@@ -209,7 +211,8 @@ class ActorProxy:
         with anyio.CancelScope(shield=True):
             await asyncio.wait((settled,), timeout=self._cancel_timeout)
         if settled.done():
-            if is_actor_failure(_retrieve(settled) or Exception()):
+            failure = _retrieve(settled)  # nobody else reads it: the caller has gone
+            if failure is not None and is_actor_failure(failure):
                 self._lost = True
             return
         settled.cancel()

@@ -114,6 +114,7 @@ class Worker:
         self.board = board
         self.remote = remote
         self.ident = uuid.uuid4().hex[:8]
+        self.cancelled: list[str] = []
 
     async def whoami(self) -> str:
         return self.ident
@@ -122,15 +123,23 @@ class Worker:
         return value
 
     async def step(self, tag: str, gate: str | None = None) -> str:
-        """Note ``tag``, wait at ``gate`` if given; note ``cancelled:<tag>`` if cancelled."""
+        """Note ``tag``, wait at ``gate`` if given; remember ``tag`` if cancelled.
+
+        The cancellation is kept here, not noted on the board: Ray's recursive cancel
+        may also cancel a call that the cancellation handler makes (see docs/ray.md).
+        """
         await self.board.note(tag)
         try:
             if gate is not None:
                 await self.board.wait(gate)
         except asyncio.CancelledError:
-            await self.board.note(f"cancelled:{tag}")
+            self.cancelled.append(tag)
             raise
         return tag
+
+    async def cancellations(self) -> list[str]:
+        """The tags of the calls of ``step`` that were cancelled on this resource."""
+        return list(self.cancelled)
 
     async def flaky(self, key: str, failures: int) -> int:
         """Fail with ValueError the first ``failures`` times ``key`` runs, then succeed."""
