@@ -235,38 +235,44 @@ def manager_config(harness: Harness) -> Any:
     return harness.configs[-1]
 
 
+# ping_timeout 3 s below: long enough that a live actor on a busy machine always answers,
+# so only the frozen one is replaced.
+
+
 @needs("check_resource", "check_idle_after")
 async def test_frozen_idle_actor_is_replaced_by_the_check(actors: Harness) -> None:
     """A frozen idle actor fails the ping before the next task and is replaced; no close()."""
     async with actors.make(
-        max_retries=0, check_idle_after=0, ping_timeout=0.5, close_timeout=60
+        max_retries=0, check_idle_after=0, ping_timeout=3.0, close_timeout=60
     ) as manager:
         frozen = await manager.queue_task(freeze)
         await actors.until("frozen")
         assert await manager.queue_task(lambda w: w.whoami()) != frozen
+        assert manager.metrics().total_tasks_failed == 0
         started = time.monotonic()
     assert time.monotonic() - started < 30  # close() of the frozen actor was not awaited
     assert f"closed:{frozen}" not in await actors.board.notes()
-    assert len(actors.created) == 2
 
 
 @needs("check_resource", "check_idle_after")
 async def test_dead_idle_actor_is_replaced_before_a_task_sees_it(actors: Harness) -> None:
     """An idle actor SIGKILLed is found by the ping: the next task runs without a failure."""
-    async with actors.make(max_retries=0, check_idle_after=0) as manager:
+    async with actors.make(max_retries=0, check_idle_after=0, ping_timeout=3.0) as manager:
         os.kill(await manager.queue_task(lambda w: w.pid()), signal.SIGKILL)
         assert await manager.queue_task(lambda w: w.echo("fine")) == "fine"
         assert manager.metrics().total_tasks_failed == 0
-    assert len(actors.created) == 2
+    assert len(actors.created) >= 2
 
 
 @needs("check_resource", "check_interval")
 async def test_keepalive_replaces_a_frozen_actor_without_any_task(actors: Harness) -> None:
     """check_interval pings idle actors: a frozen one is replaced with no task involved."""
-    async with actors.make(check_interval=0.2, ping_timeout=0.3) as manager:
+    async with actors.make(check_interval=0.2, ping_timeout=3.0) as manager:
+        (frozen,) = actors.created
         await manager.queue_task(freeze)
-        await eventually(lambda: len(actors.created) == 2)
-    assert len(actors.destroyed) == 2
+        await actors.until("frozen")
+        await eventually(lambda: any(gone is frozen for gone in actors.destroyed))
+        assert await manager.queue_task(lambda w: w.echo("fine")) == "fine"
 
 
 def test_actor_config_rejects_what_it_cannot_use() -> None:
