@@ -23,7 +23,8 @@ driver by its network address. The nodes need this repository and its dependenci
 (the same image, or a Ray ``runtime_env``), since they import ``RayModel`` from here.
 
 The manager never calls ``ray.init``: :func:`main` does, before serving. An app that
-embeds :func:`create_app` connects to Ray itself first.
+embeds :func:`create_app` connects to Ray itself first. The manager runs in the app's
+lifespan (``tasker_aio.fastapi.task_manager_lifespan``) and ends with it.
 """
 
 from __future__ import annotations
@@ -33,16 +34,22 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from examples.fastapi_app import ClientDisconnected, router
+from examples.fastapi_app import router
 from examples.models import Prediction
-from tasker_aio import TaskManager
+from tasker_aio import Config
+from tasker_aio.fastapi import (
+    ClientDisconnected,
+    client_disconnected_handler,
+    task_manager_lifespan,
+)
+
+if TYPE_CHECKING:
+    from tasker_aio.ray import ActorProxy
 
 
 class RayModel:
@@ -60,27 +67,6 @@ class RayModel:
         """Called by tasker_aio before the actor is killed: free what the model holds."""
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the actors before the first request; stop them after the last."""
-    # Imported here so that main() can set Ray's environment before Ray is imported.
-    from tasker_aio.ray import ActorProxy, actor_config
-
-    config = actor_config(
-        RayModel,
-        args=(app.state.load_cost,),
-        actor_options=app.state.actor_options,
-        **app.state.settings,
-    )
-    async with TaskManager[ActorProxy, Prediction](config) as manager:
-        app.state.manager = manager
-        yield
-
-
-async def client_gone(request: Request, exc: Exception) -> Response:
-    return Response(status_code=499)  # "client closed request": nobody reads it
-
-
 def create_app(
     *,
     actor_options: dict[str, Any] | None = None,
@@ -95,12 +81,21 @@ def create_app(
         **config_overrides: :func:`tasker_aio.ray.actor_config` arguments and
             :class:`tasker_aio.Config` fields.
     """
-    app = FastAPI(title="tasker_aio on Ray", lifespan=lifespan)
-    app.state.actor_options = {"num_cpus": 1} if actor_options is None else actor_options
-    app.state.load_cost = load_cost
-    app.state.settings = {"worker_count": 1, "max_worker_count": 2, **config_overrides}
-    app.include_router(router)
-    app.add_exception_handler(ClientDisconnected, client_gone)
+    options = {"num_cpus": 1} if actor_options is None else actor_options
+    settings: dict[str, Any] = {"worker_count": 1, "max_worker_count": 2, **config_overrides}
+
+    def config(app: object) -> Config[ActorProxy]:
+        # Imported at startup, so that main() can set Ray's environment before Ray loads.
+        from tasker_aio.ray import actor_config
+
+        return actor_config(RayModel, args=(load_cost,), actor_options=options, **settings)
+
+    app = FastAPI(
+        title="tasker_aio on Ray",
+        lifespan=task_manager_lifespan(config),
+        exception_handlers={ClientDisconnected: client_disconnected_handler},
+    )
+    app.include_router(router)  # the FastAPI example's endpoints, unchanged
     return app
 
 

@@ -76,7 +76,7 @@ async def test_a_client_that_goes_away_cancels_the_remote_call() -> None:
     settings = {"worker_count": 1, "max_worker_count": 1, "cancel_timeout": 10.0}
     async with serve(actor_options={"num_cpus": 0.5}, **settings) as (client, app):
         model = (await client.get("/work/1", params={"delay": 0})).json()["model"]
-        manager: TaskManager[Any, Any] = app.state.manager
+        manager: TaskManager[Any, Any] = app.state.task_manager
         slow = asyncio.create_task(client.get("/work/2", params={"delay": 60}))
         await eventually(lambda: manager.stats().running_tasks == 1)
         slow.cancel()  # closes the connection: the server sees http.disconnect
