@@ -76,6 +76,7 @@ __all__ = [
     "ActorProxy",
     "actor_config",
     "is_actor_failure",
+    "ping",
 ]
 
 _logger = logging.getLogger("tasker_aio.ray")
@@ -93,6 +94,11 @@ ACTOR_FAILURES: tuple[type[BaseException], ...] = (
 # Cancellations after which the proxy had to kill its actor (the remote call would not
 # stop): check_health sees the CancelledError itself, and replaces the worker at once.
 _killed_by_cancel: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+# Proxies whose actor is dead, unreachable, frozen or killed here: nothing waits on them
+# again (no close(), no ping). Kept beside the proxy rather than on it, so that the
+# proxy's attribute namespace stays the actor's methods.
+_lost: weakref.WeakSet[ActorProxy] = weakref.WeakSet()
 
 
 def is_actor_failure(exc: BaseException) -> bool:
@@ -156,20 +162,15 @@ class ActorProxy:
             (``proxy.handle.method.options(...).remote()``, passing the actor on).
     """
 
-    __slots__ = ("__weakref__", "_cancel_timeout", "_lost", "handle")
+    __slots__ = ("__weakref__", "_cancel_timeout", "handle")
 
     def __init__(self, handle: ActorHandle[Any], *, cancel_timeout: float) -> None:
         self.handle = handle
         self._cancel_timeout = cancel_timeout
-        # Dead, unreachable, frozen or killed here: never wait on it again.
-        self._lost = False
 
     def __repr__(self) -> str:
-        handle = self.handle
-        name = handle._ray_actor_creation_function_descriptor.class_name
-        lost = ", lost" if self._lost else ""
-        # The actor id is the one Ray's logs and state API show.
-        return f"<ActorProxy {name} {handle._actor_id.hex()}{lost}>"
+        lost = ", lost" if self in _lost else ""
+        return f"<ActorProxy {self.handle!r}{lost}>"  # Actor(Class, id): the id Ray's logs show
 
     def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
         if method.startswith("__"):  # keep copy/pickle/inspect probes honest
@@ -196,7 +197,7 @@ class ActorProxy:
         except ray_errors.RayTaskError as error:
             raise _original(error) from None
         except ACTOR_FAILURES:
-            self._lost = True
+            _lost.add(self)
             raise
 
     async def _cancel(self, ref: ray.ObjectRef[Any], cancel: BaseException) -> None:
@@ -213,41 +214,50 @@ class ActorProxy:
         if settled.done():
             failure = _retrieve(settled)  # nobody else reads it: the caller has gone
             if failure is not None and is_actor_failure(failure):
-                self._lost = True
+                _lost.add(self)
             return
         settled.cancel()
         _killed_by_cancel.add(cancel)
         _logger.warning("killing %r: a cancelled call did not stop", self)
         try:
-            self._kill()
+            _kill(self)
         except Exception as error:  # on_destroy kills it again
             _logger.warning("ray.kill failed for %r: %r", self, error)
 
-    async def _ping(self, within: float) -> bool:
-        """True when a no-op call runs in the actor within ``within`` seconds."""
-        if self._lost:
-            return False
-        ref: ray.ObjectRef[Any] = self.handle.__ray_call__.remote(_PONG)
-        answer = asyncio.wrap_future(ref.future())
-        try:
-            await asyncio.wait((answer,), timeout=within)
-        finally:
-            if not answer.done():  # frozen, or the check was cancelled: drop the ping
-                answer.cancel()
-                ray.cancel(ref)
-        if not answer.done() or answer.cancelled():
-            self._lost = True  # frozen: close() would hang too
-            return False
-        error = _retrieve(answer)
-        if error is not None:
-            self._lost = self._lost or is_actor_failure(error)
-            return False
-        return True
 
-    def _kill(self) -> None:
-        """``ray.kill`` the actor (no restart); from now on it is lost."""
-        self._lost = True
-        ray.kill(self.handle, no_restart=True)
+def _kill(proxy: ActorProxy) -> None:
+    """``ray.kill`` the proxy's actor (no restart); from now on it is lost."""
+    _lost.add(proxy)
+    ray.kill(proxy.handle, no_restart=True)
+
+
+async def ping(proxy: ActorProxy, within: float) -> bool:
+    """True when a no-op call runs in the proxy's actor within ``within`` seconds.
+
+    The call waits where a task would: behind a blocked event loop (async actor) or
+    behind the one thread of a sync actor, so a frozen actor fails it, and so does a
+    dead one (at once). An actor that failed it is lost: it gets no ``close()`` later.
+    This is the ping :func:`actor_config` installs as ``check_resource``.
+    """
+    if proxy in _lost:
+        return False
+    ref: ray.ObjectRef[Any] = proxy.handle.__ray_call__.remote(_PONG)
+    answer = asyncio.wrap_future(ref.future())
+    try:
+        await asyncio.wait((answer,), timeout=within)
+    finally:
+        if not answer.done():  # frozen, or the check was cancelled: drop the ping
+            answer.cancel()
+            ray.cancel(ref)
+    if not answer.done() or answer.cancelled():
+        _lost.add(proxy)  # frozen: close() would hang too
+        return False
+    error = _retrieve(answer)
+    if error is not None:
+        if is_actor_failure(error):
+            _lost.add(proxy)
+        return False
+    return True
 
 
 def actor_config(
@@ -338,13 +348,13 @@ def actor_config(
             ready.result()  # the constructor's failure, as ActorDiedError
         except BaseException:
             ready.cancel()
-            proxy._kill()  # else Ray may still place it later, with nobody to own it
+            _kill(proxy)  # else Ray may still place it later, with nobody to own it
             raise
         return proxy
 
     async def destroy(proxy: ActorProxy) -> None:
         try:
-            if has_close and not proxy._lost:
+            if has_close and proxy not in _lost:
                 closing: ray.ObjectRef[Any] = proxy.handle.close.remote()
                 closed = asyncio.wrap_future(closing.future())
                 await asyncio.wait((closed,), timeout=close_timeout)
@@ -355,7 +365,7 @@ def actor_config(
                 if error is not None and not is_actor_failure(error):
                     raise error  # the engine logs it; an actor already gone is no error here
         finally:
-            proxy._kill()  # a lost actor too: it may merely be frozen
+            _kill(proxy)  # a lost actor too: it may merely be frozen
 
     user_health: Callable[[BaseException], bool] | None = config_fields.pop("check_health", None)
 
@@ -371,7 +381,7 @@ def actor_config(
         user_check = config_fields.pop("check_resource", None)
 
         async def check_resource(proxy: ActorProxy) -> bool:
-            if not await proxy._ping(ping_timeout):
+            if not await ping(proxy, ping_timeout):
                 return False
             if user_check is None:
                 return True

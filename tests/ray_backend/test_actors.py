@@ -185,6 +185,8 @@ async def test_constructor_failure_is_a_failed_creation() -> None:
 
 async def test_ping_tells_live_dead_and_frozen_actors_apart(actors: Harness) -> None:
     """The health ping answers True for a live actor, False for a dead or a frozen one."""
+    from tasker_aio.ray import ping
+
     async with actors.make(worker_count=3, max_worker_count=3):
         live, dead, frozen = actors.created
         live_ident = await live.whoami()
@@ -192,10 +194,10 @@ async def test_ping_tells_live_dead_and_frozen_actors_apart(actors: Harness) -> 
         await eventually(lambda: actor_states([actor_id(dead)])[actor_id(dead)] == "DEAD")
         frozen.handle.hang.remote("frozen", 3600)  # not awaited: idle for the manager
         await actors.until("frozen")
-        assert await live._ping(5.0)
-        assert not await dead._ping(5.0)
+        assert await ping(live, 5.0)
+        assert not await ping(dead, 5.0)
         started = time.monotonic()
-        assert not await frozen._ping(0.3)
+        assert not await ping(frozen, 0.3)
         assert time.monotonic() - started < 5
     # The dead and the frozen one were marked lost: stop() called close() on the live one only.
     closed = [note for note in await actors.board.notes() if note.startswith("closed:")]
