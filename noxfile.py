@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def mypy(session: nox.Session) -> None:
     """mypy --strict over the package, tests, examples and benchmarks."""
-    install(session, "test", "lint", "bench", extras="web")
+    install(session, "test", "lint", "bench", extras="web,ray")
     session.run("mypy")
 
 
@@ -50,7 +50,7 @@ def examples(session: nox.Session) -> None:
     """Run every example program; each must exit 0."""
     install(session, extras="web")
     for example in sorted((ROOT / "examples").glob("*.py")):
-        if example.name.startswith(("fastapi_", "aiohttp_", "postgres_")):
+        if example.name.startswith(("fastapi_", "aiohttp_", "postgres_", "ray_")):
             continue  # servers, or needing one: started and queried by their tests instead
         session.run("python", str(example))
 
