@@ -22,10 +22,6 @@ What the connections need, and the setting that gives it (see ``SETTINGS``):
 - ``max_resource_age`` recycles connections, so server-side memory and settings
   changed by an operator do not live forever.
 
-``on_reset``, ``check_resource``, ``check_idle_after``, ``check_interval``,
-``max_resource_age`` and ``max_resources`` are the resource-lifecycle settings planned in
-issue 15: until tasker_aio has them, ``Config`` refuses them and the app does not start.
-
 Requests are short queries here, so handlers simply await their task; for long ones,
 cancel the task when the client goes away (see ``cancel_on_disconnect`` in
 ``examples/fastapi_app.py``).

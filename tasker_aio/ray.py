@@ -40,8 +40,9 @@ How the parts map onto Ray 2.60:
   in the actor through Ray's ``__ray_call__``, so it waits exactly where a task would
   (behind a blocked event loop, or behind the one thread of a sync actor). Ray's own
   ``__ray_ready__`` will not do: an async actor answers it even while its event loop
-  is blocked. The ping is installed as ``check_resource`` once the engine has that
-  field, so idle actors that died or froze are replaced before a task lands on them.
+  is blocked. The ping is installed as ``check_resource``, so idle actors that died or
+  froze are replaced before a task lands on them (``check_idle_after``,
+  ``check_interval``).
 - **Creation** waits for ``__ray_ready__`` (the constructor has run) at most
   ``create_timeout`` seconds. An actor that cannot be placed (no node offers its
   ``num_cpus``/``num_gpus``/``resources``) stays pending in Ray forever, so the timeout
@@ -277,8 +278,8 @@ def actor_config(
     Each resource is ``ray.remote(actor_class).options(**actor_options).remote(*args,
     **kwargs)``, wrapped in an :class:`ActorProxy`. Health is built in: actor-loss errors
     (:func:`is_actor_failure`) are unhealthy before ``check_health`` is asked, and a ping
-    with ``ping_timeout`` runs before ``check_resource`` (once the engine has that
-    field), so dead and frozen actors are replaced.
+    with ``ping_timeout`` runs before your ``check_resource``, so dead and frozen actors
+    are replaced.
 
     Args:
         actor_class: a plain class (not decorated with ``@ray.remote``); its methods,
@@ -375,20 +376,22 @@ def actor_config(
         return True if user_health is None else bool(user_health(exc))
 
     config_fields.setdefault("resource_pool_size", 0)
-    # Temporary shim until issue 15 adds Config.check_resource: install the ping only
-    # when the engine has the field. Remove the condition once it has.
-    if "check_resource" in Config.__dataclass_fields__:
-        user_check = config_fields.pop("check_resource", None)
+    user_check = config_fields.pop("check_resource", None)
 
-        async def check_resource(proxy: ActorProxy) -> bool:
-            if not await ping(proxy, ping_timeout):
-                return False
-            if user_check is None:
-                return True
-            verdict = user_check(proxy)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-            return bool(verdict)
+    async def check_resource(proxy: ActorProxy) -> bool:
+        if not await ping(proxy, ping_timeout):
+            return False
+        if user_check is None:
+            return True
+        verdict = user_check(proxy)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        return bool(verdict)
 
-        config_fields["check_resource"] = check_resource
-    return Config(on_create=create, on_destroy=destroy, check_health=check_health, **config_fields)
+    return Config(
+        on_create=create,
+        on_destroy=destroy,
+        check_health=check_health,
+        check_resource=check_resource,
+        **config_fields,
+    )

@@ -1,6 +1,4 @@
-"""Helpers for the PostgreSQL suite: a test's view of the server, a connection ledger, and
-markers for the resource-lifecycle API planned in issue 15.
-"""
+"""Helpers for the PostgreSQL suite: a test's view of the server, a connection ledger."""
 
 from __future__ import annotations
 
@@ -11,10 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from examples.postgres_hooks import Connection, close_connection
-from tasker_aio import Config, TaskManager, TaskStats
+from tasker_aio import Config, TaskManager
 
 from .server import PgServer
 
@@ -25,32 +21,12 @@ __all__ = [
     "PgTest",
     "backend",
     "eventually",
-    "live_resources",
     "manager",
-    "needs",
 ]
 
 WAIT = 10.0  # seconds: the longest any awaited condition may take before the test fails
 
-_DATACLASSES: dict[str, Any] = {"Config": Config, "TaskStats": TaskStats}
 _TABLE_NUMBERS = itertools.count()  # table names are unique across the run's tests
-
-
-def needs(*fields: str) -> pytest.MarkDecorator:
-    """Skip a test until tasker_aio has the planned fields it uses (issue 15).
-
-    Each name is a ``Config`` field, or ``TaskStats.<field>``. The check reads the
-    dataclasses' ``__dataclass_fields__``, so the test runs by itself once the engine
-    has the field; nothing else needs to change.
-    """
-    missing = []
-    for name in fields:
-        owner, _, attribute = name.rpartition(".")
-        if attribute not in _DATACLASSES[owner or "Config"].__dataclass_fields__:
-            missing.append(name)
-    return pytest.mark.skipif(
-        bool(missing), reason=f"issue 15 API not in tasker_aio yet: {', '.join(missing)}"
-    )
 
 
 async def backend(conn: Connection) -> int:
@@ -58,17 +34,8 @@ async def backend(conn: Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
-def live_resources(stats: TaskStats) -> int:
-    """``stats.live_resources``, a planned field: read so that mypy accepts it today."""
-    return int(getattr(stats, "live_resources"))  # noqa: B009
-
-
 def manager(**fields: Any) -> TaskManager[Connection, Any]:
-    """A TaskManager over ``Config(**fields)``.
-
-    Fields go through a dict so that the planned ones (``on_reset``, ...) type-check
-    before ``Config`` declares them; the tests that pass them are skipped until then.
-    """
+    """A TaskManager over ``Config(**fields)``, on asyncpg connections."""
     return TaskManager[Connection, Any](Config(**fields))
 
 

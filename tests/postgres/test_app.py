@@ -1,8 +1,8 @@
 """``examples/postgres_app.py`` served for real: uvicorn on 127.0.0.1, httpx as the client,
 asyncpg connections to the throwaway server.
 
-The app configures the resource-lifecycle settings planned in issue 15, so these tests
-are skipped until ``Config`` has them (see ``needs``).
+The app configures the resource-lifecycle settings (``on_reset``, ``check_resource``,
+``max_resources`` ...).
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ import uvicorn
 
 from examples import postgres_app
 
-from .helpers import WAIT, PgTest, eventually, needs
+from .helpers import WAIT, PgTest, eventually
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.web,
     pytest.mark.timeout(30),
-    needs(*postgres_app.SETTINGS),  # every key is a Config field; the planned ones skip
 ]
 
 SMALL = {"worker_count": 2, "max_worker_count": 4, "resource_pool_size": 2, "max_resources": 6}

@@ -19,14 +19,13 @@ pytest.importorskip("asyncpg", reason="asyncpg is not installed (the test group 
 from examples.postgres_hooks import Connection, connection_usable
 from tasker_aio import TaskManager
 
-from .helpers import WAIT, Connections, PgTest, backend, manager, needs
+from .helpers import WAIT, Connections, PgTest, backend, manager
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
 MEASURE = 0.4  # seconds of load measured before and after the restart (only reported)
 
 
-@needs("check_resource")
 async def test_terminated_idle_backends_reach_no_queued_caller(pg: PgTest) -> None:
     """pg_terminate_backend of every idle backend, then load: with check_resource no
     caller sees an error, one at a time (no retry storm) or 200 at once.
@@ -54,7 +53,6 @@ async def test_terminated_idle_backends_reach_no_queued_caller(pg: PgTest) -> No
     conns.assert_balanced()
 
 
-@needs("check_resource", "check_idle_after")
 async def test_terminated_pool_backends_reach_no_run_task_caller(pg: PgTest) -> None:
     """Every idle backend terminated, then run_task: the pool's connections are checked
     before use (check_idle_after=0), so no caller sees an error.
@@ -139,7 +137,6 @@ class Load:
         return counts
 
 
-@needs("check_resource", "create_backoff")
 async def test_server_restart_under_load_reaches_no_caller(
     pg: PgTest, record_property: Any
 ) -> None:

@@ -1,10 +1,9 @@
 """How many connections live, and for how long: the cap, the keepalive, recycling, and
 every connection closed exactly once.
 
-``max_resources``, ``check_interval``, ``max_resource_age`` and
-``TaskStats.live_resources`` are planned in issue 15; the tests using them are skipped
-until the engine has them (see ``needs``). The closed-exactly-once test also runs
-today, without the planned fields.
+``max_resources`` with ``TaskStats.live_resources``, ``check_interval`` and
+``max_resource_age``; the closed-exactly-once test runs with none of them set and with
+all of them.
 """
 
 from __future__ import annotations
@@ -30,9 +29,7 @@ from .helpers import (
     PgTest,
     backend,
     eventually,
-    live_resources,
     manager,
-    needs,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
@@ -44,7 +41,6 @@ async def short_sleep(conn: Connection) -> int:
     return int(conn.get_server_pid())
 
 
-@needs("max_resources", "TaskStats.live_resources")
 async def test_connections_never_exceed_max_resources(pg: PgTest) -> None:
     """max_resources=5: pg_stat_activity never shows more than 5 connections, with
     bursting (up to 6 workers) and 6 concurrent run_task callers (pool of 2) at once.
@@ -69,7 +65,7 @@ async def test_connections_never_exceed_max_resources(pg: PgTest) -> None:
                 for _ in range(20_000):  # bounded; ends when the load does
                     count = await pg.server.count_connections(pg.application_name, admin=admin)
                     server_counts.append(count)
-                    live_counts.append(live_resources(tasks.stats()))
+                    live_counts.append(tasks.stats().live_resources)
                     if done.is_set():
                         return
                     await asyncio.sleep(0.002)
@@ -90,7 +86,6 @@ async def test_connections_never_exceed_max_resources(pg: PgTest) -> None:
     conns.assert_balanced()
 
 
-@needs("check_resource", "check_interval", "check_idle_after")
 async def test_check_interval_replaces_connections_killed_while_idle(pg: PgTest) -> None:
     """check_interval: connections killed while idle are replaced before any task sees
     them (no check before tasks, no retries: a dead connection would fail a caller).
@@ -123,7 +118,6 @@ async def test_check_interval_replaces_connections_killed_while_idle(pg: PgTest)
     conns.assert_balanced()
 
 
-@needs("max_resource_age")
 async def test_max_resource_age_recycles_connections(pg: PgTest) -> None:
     """max_resource_age=0.2 s: worker and pool connections are closed and replaced once
     older, never before; the number open stays the same.
@@ -182,7 +176,7 @@ PLANNED = {
     "lifecycle",
     [
         pytest.param({}, id="today"),
-        pytest.param(PLANNED, id="issue-15", marks=needs(*PLANNED)),
+        pytest.param(PLANNED, id="issue-15"),
     ],
 )
 async def test_every_connection_opened_is_closed_exactly_once(

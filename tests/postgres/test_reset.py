@@ -17,7 +17,7 @@ pytest.importorskip("asyncpg", reason="asyncpg is not installed (the test group 
 
 from examples.postgres_hooks import Connection, reset_connection
 
-from .helpers import Connections, PgTest, backend, manager, needs
+from .helpers import Connections, PgTest, backend, manager
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(20)]
 
@@ -93,7 +93,6 @@ def job(table: str, kind: str, n: int, dirty: list[str]) -> Callable[[Connection
 KINDS = ("leave open", "commit", "transaction", "fail")
 
 
-@needs("on_reset")
 async def test_on_reset_keeps_every_task_clean_and_every_commit(pg: PgTest) -> None:
     """With on_reset: no task inherits an open transaction or a SET; no commit is lost."""
     table = await pg.table()
@@ -136,7 +135,6 @@ async def test_on_reset_keeps_every_task_clean_and_every_commit(pg: PgTest) -> N
     conns.assert_balanced()
 
 
-@needs("on_reset")
 async def test_a_failing_on_reset_replaces_the_connection_and_keeps_the_answer(
     pg: PgTest,
 ) -> None:

@@ -1,14 +1,11 @@
 """What only actors do: process death, calls that will not stop, remote errors, placement.
 
-Runs on the session's local Ray (see conftest.py). Tests that need the engine's
-``check_resource`` family of Config fields (issue 15) are skipped until those fields
-exist, and then run as they are.
+Runs on the session's local Ray (see conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import subprocess
@@ -20,7 +17,6 @@ from typing import Any
 import pytest
 
 from tasker_aio import (
-    Config,
     ConfigError,
     ResourceCreationError,
     TaskManager,
@@ -33,12 +29,6 @@ from .workers import BadInit, SyncWorker, Unplaceable
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("ray_session")]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def needs(*fields: str) -> pytest.MarkDecorator:
-    """Skip until the engine's Config has ``fields`` (issue 15); run as is once it does."""
-    missing = [name for name in fields if name not in Config.__dataclass_fields__]
-    return pytest.mark.skipif(bool(missing), reason=f"Config has no {', '.join(missing)} yet")
 
 
 def actor_id(proxy: Any) -> str:
@@ -204,17 +194,8 @@ async def test_ping_tells_live_dead_and_frozen_actors_apart(actors: Harness) -> 
     assert closed == [f"closed:{live_ident}"]
 
 
-async def test_check_resource_is_the_ping_then_the_users_check(
-    actors: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_check_resource_is_the_ping_then_the_users_check(actors: Harness) -> None:
     """actor_config's check_resource: False for a dead actor, else the user's own verdict."""
-    import tasker_aio.ray
-
-    @dataclasses.dataclass(frozen=True, kw_only=True)
-    class WithCheck(Config[Any]):  # what Config will be once issue 15 lands
-        check_resource: Any = None
-
-    monkeypatch.setattr(tasker_aio.ray, "Config", WithCheck)
     verdicts: list[bool] = []
 
     async def user_check(proxy: Any) -> bool:
@@ -241,7 +222,6 @@ def manager_config(harness: Harness) -> Any:
 # so only the frozen one is replaced.
 
 
-@needs("check_resource", "check_idle_after")
 async def test_frozen_idle_actor_is_replaced_by_the_check(actors: Harness) -> None:
     """A frozen idle actor fails the ping before the next task and is replaced; no close()."""
     async with actors.make(
@@ -256,7 +236,6 @@ async def test_frozen_idle_actor_is_replaced_by_the_check(actors: Harness) -> No
     assert f"closed:{frozen}" not in await actors.board.notes()
 
 
-@needs("check_resource", "check_idle_after")
 async def test_dead_idle_actor_is_replaced_before_a_task_sees_it(actors: Harness) -> None:
     """An idle actor SIGKILLed is found by the ping: the next task runs without a failure."""
     async with actors.make(max_retries=0, check_idle_after=0, ping_timeout=3.0) as manager:
@@ -266,7 +245,6 @@ async def test_dead_idle_actor_is_replaced_before_a_task_sees_it(actors: Harness
     assert len(actors.created) >= 2
 
 
-@needs("check_resource", "check_interval")
 async def test_keepalive_replaces_a_frozen_actor_without_any_task(actors: Harness) -> None:
     """check_interval pings idle actors: a frozen one is replaced with no task involved."""
     async with actors.make(check_interval=0.2, ping_timeout=3.0) as manager:
