@@ -12,7 +12,7 @@ from typing import Any, Generic
 from ._backoff import exponential_backoff
 from ._exceptions import ConfigError
 from ._metrics import new_collector
-from ._types import Logger, MetricsCollector, R
+from ._types import Logger, MetricsCollector, R, TaskTracer
 
 __all__ = ["Config", "Settings", "resolve"]
 
@@ -65,6 +65,8 @@ class Config(Generic[R]):
         destroy_timeout: seconds after which an ``on_destroy`` still running is
             abandoned (logged with the resource) and its slot freed, so that shutdown
             stays bounded; None waits for it.
+        tracer: follows each task from admission to answer (a :class:`TaskTracer`, such
+            as ``tasker_aio.otel.tracer()``); None traces nothing, at no cost.
     """
 
     on_create: Callable[[], Awaitable[R] | R]
@@ -89,6 +91,7 @@ class Config(Generic[R]):
     burst_idle_timeout: float | None = None
     create_backoff: Callable[[int], float] | None = None
     destroy_timeout: float | None = None
+    tracer: TaskTracer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ class Settings(Generic[R]):
     burst_idle_timeout: float | None
     create_backoff: Callable[[int], float] | None
     destroy_timeout: float | None
+    tracer: TaskTracer | None
 
     @property
     def cares_for_resources(self) -> bool:
@@ -253,6 +257,9 @@ def resolve(config: Config[R]) -> Settings[R]:
         raise ConfigError(
             f"collector must implement the MetricsCollector protocol, got {collector!r}"
         )
+    tracer = config.tracer
+    if tracer is not None and not _has_methods(tracer, ("begin", "enter", "leave", "end")):
+        raise ConfigError(f"tracer must implement the TaskTracer protocol, got {tracer!r}")
     return Settings(
         on_create=config.on_create,
         on_destroy=config.on_destroy,
@@ -276,4 +283,5 @@ def resolve(config: Config[R]) -> Settings[R]:
         burst_idle_timeout=burst_idle_timeout,
         create_backoff=create_backoff,
         destroy_timeout=destroy_timeout,
+        tracer=tracer,
     )

@@ -6,12 +6,14 @@ The parts live in :mod:`tasker_aio._engine`; see its docstring for the path of a
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from functools import partial
 from types import TracebackType
 
 from ._config import Config, resolve
 from ._engine.admission import Admission, shutting_down
 from ._engine.callbacks import Callbacks
 from ._engine.care import Care
+from ._engine.events import EventBus, EventStream
 from ._engine.failures import HealthCheck
 from ._engine.hooks import Hooks, SafeLogger
 from ._engine.idle import IdleWorkers
@@ -60,6 +62,7 @@ class TaskManager(SubmissionForms[R, E]):
         arrived, completed, failed, retried, tidy = recorders(collector, hooks)
         health = HealthCheck(settings.check_health, hooks)
         idle = IdleWorkers()
+        self._events = events = EventBus()
         self._run = run = RunState(logger)
         self._admission = admission = Admission(
             max_queue_size=settings.max_queue_size,
@@ -67,6 +70,11 @@ class TaskManager(SubmissionForms[R, E]):
             retry_backoff=settings.retry_backoff,
             arrived=arrived,
             idle=idle,
+            trace=(
+                None
+                if settings.tracer is None
+                else partial(hooks.call, "tracer.begin", settings.tracer.begin, default=None)
+            ),
         )
         self._outcomes = outcomes = Outcomes(
             admission=admission,
@@ -76,12 +84,15 @@ class TaskManager(SubmissionForms[R, E]):
             health=health,
             max_retries=settings.max_retries,
             hooks=hooks,
+            events=events,
+            tracer=settings.tracer,
         )
         self._resources = resources = Resources[R](
             on_create=settings.on_create,
             on_destroy=settings.on_destroy,
             run=run,
             hooks=hooks,
+            events=events,
             on_reset=settings.on_reset,
             check_resource=settings.check_resource,
             max_resources=settings.max_resources,
@@ -108,6 +119,7 @@ class TaskManager(SubmissionForms[R, E]):
             resources=resources,
             care=care,
             idle=idle,
+            events=events,
             logger=logger,
             completed=completed,
             failed=failed,
@@ -133,6 +145,7 @@ class TaskManager(SubmissionForms[R, E]):
             pool=pool,
             callbacks=callbacks,
             scaling=scaling,
+            events=events,
             logger=logger,
         )
         # The hot path's calls, bound once.
@@ -277,7 +290,7 @@ class TaskManager(SubmissionForms[R, E]):
             priority_tasks=self._admission.priority.live,
             running_tasks=counts.running,
             available_resources=self._pool.available,
-            live_resources=self._resources.live,
+            live_resources=self._resources.slots.live,
         )
 
     def metrics(self) -> TaskMetrics:
@@ -286,6 +299,26 @@ class TaskManager(SubmissionForms[R, E]):
         Safe from any thread: from another one, they are read on the manager's loop.
         """
         return call_in(self._run.loop, self._settings.collector.metrics)
+
+    def events(self, *, buffer: int = 1000) -> EventStream:
+        """Subscribe to lifecycle events: an async iterator, one per subscriber.
+
+        Each subscriber sees every event from now on: workers added, retired and
+        replaced, resources created, destroyed and failing their check, tasks retried
+        and failed for good, scaling decisions, shutdown. It holds at most ``buffer``
+        events; a subscriber that falls behind loses the oldest and is told how many
+        (:class:`~tasker_aio.EventsLost`). It ends after
+        :class:`~tasker_aio.ShutdownFinished`. With no subscriber, events cost nothing.
+
+        Args:
+            buffer: how many events to hold for a slow subscriber (>= 1).
+
+        Raises:
+            ValueError: ``buffer`` is not an int >= 1.
+        """
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
+        return self._events.subscribe(buffer)
 
     def _slots(self, grace: float) -> tuple[int, int]:
         """For scaling: workers holding a slot while not ready, and spare burst workers."""

@@ -169,7 +169,7 @@ async def test_pool_uses_a_temporary_resource_when_empty(tracker: Tracker) -> No
     """With no idle resource, run() creates one and destroys it afterwards."""
     pool, resources = _pool(tracker, _run())
     assert await pool.run(lambda r: asyncio.sleep(0, result=r.ident)) == 0
-    assert pool.available == 0 and tracker.alive == 0 and resources.live == 0
+    assert pool.available == 0 and tracker.alive == 0 and resources.slots.live == 0
 
 
 async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
@@ -186,7 +186,7 @@ async def test_pool_replaces_a_broken_resource(tracker: Tracker) -> None:
         await pool.run(breaks)
     await wait_until(lambda: run.jobs == 0 and run.holders == 0)  # destroyed and refilled
     assert tracker.destroyed == [tracker.created[0]]
-    assert pool.available == 1 and resources.live == 1
+    assert pool.available == 1 and resources.slots.live == 1
     run.state = "stopping"
     await pool.close()
     tracker.assert_balanced()
@@ -202,4 +202,4 @@ async def test_pool_answers_a_killed_run_with_manager_stopped(tracker: Tracker) 
     run.kill_all()
     with pytest.raises(ManagerStoppedError, match="killed"):
         await caller
-    assert tracker.alive == 0 and resources.live == 0
+    assert tracker.alive == 0 and resources.slots.live == 0

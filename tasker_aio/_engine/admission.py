@@ -38,8 +38,8 @@ class Admission:
     """
 
     __slots__ = (
-        "_arrived", "_idle", "_loop", "_loop_thread", "_retry_backoff", "_task_retries", "main",
-        "open", "priority", "routes",
+        "_arrived", "_idle", "_loop", "_loop_thread", "_retry_backoff", "_task_retries",
+        "_trace", "main", "open", "priority", "routes",
     )  # fmt: skip
 
     def __init__(
@@ -50,6 +50,7 @@ class Admission:
         retry_backoff: Callable[[int], float],
         arrived: Callable[[float], None],
         idle: IdleWorkers,
+        trace: Callable[[bool], Any] | None = None,
     ) -> None:
         self.priority = TaskQueue("priority", max_queue_size)
         self.main = TaskQueue("main", max_queue_size)
@@ -58,6 +59,7 @@ class Admission:
         self._retry_backoff = retry_backoff
         self._arrived = arrived
         self._idle = idle
+        self._trace = trace  # begins a task's trace (Config.tracer), in the caller's context
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: Callable[[], int | None] = _not_entered
         # Where a task submitted without its own retries or backoff goes, and how it
@@ -135,6 +137,7 @@ class Admission:
         task.started_at = 0.0
         task.errors = None
         task.unhealthy_failures = 0
+        task.trace = None
         if self.open and not queue.line and queue.live < queue.limit:
             # accept(), inlined on the hot path
             task.state = QUEUED
@@ -142,6 +145,8 @@ class Admission:
             queue.items.append(task)
             queue.live += 1
             self._arrived(now)
+            if self._trace is not None:
+                task.trace = self._trace(queue is self.priority)
             idle = self._idle
             if idle.base or idle.burst:
                 idle.wake_one()
@@ -166,6 +171,8 @@ class Admission:
         queue.items.append(task)
         queue.live += 1
         self._arrived(now)
+        if self._trace is not None:
+            task.trace = self._trace(queue is self.priority)
         if self._idle.base or self._idle.burst:
             self._idle.wake_one()
 

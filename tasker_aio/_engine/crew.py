@@ -11,6 +11,7 @@ from .._metrics import Outcome
 from .._types import R
 from .admission import Admission
 from .care import Care
+from .events import EventBus
 from .hooks import SafeLogger
 from .idle import IdleWorkers
 from .outcomes import Outcomes
@@ -31,6 +32,7 @@ class Crew(Protocol[R]):
     resources: Resources[R]
     care: Care[R]
     idle: IdleWorkers
+    events: EventBus
     logger: SafeLogger
     completed: Callable[[Outcome], None]
     failed: Callable[[Outcome], None]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Generic, Literal
 
 import anyio
 
 from .._config import Settings
+from .._events import ShutdownBegan, ShutdownFinished
 from .._types import R
 from .admission import Admission
 from .callbacks import Callbacks
+from .events import EventBus
 from .hooks import SafeLogger
 from .outcomes import Outcomes
 from .pool import ResourcePool
@@ -44,6 +47,7 @@ class Lifecycle(Generic[R]):
         pool: ResourcePool[R],
         callbacks: Callbacks,
         scaling: tuple[ScalingView, ScalingActions],
+        events: EventBus,
         logger: SafeLogger,
     ) -> None:
         self._settings = settings
@@ -55,6 +59,7 @@ class Lifecycle(Generic[R]):
         self._pool = pool
         self._callbacks = callbacks
         self._scaling = scaling
+        self._events = events
         self._logger = logger
         self._entered = False
         self._entering: anyio.CancelScope | None = None  # while enter() creates resources
@@ -121,7 +126,7 @@ class Lifecycle(Generic[R]):
             settings.resource_pool_size,
         )
         if self._pending is not None:  # stop() came while we started
-            self._begin_shutdown()
+            self._begin_shutdown("stop")
 
     async def exit(self, failed: bool) -> None:
         """Leave ``async with``: stop, or kill when the block ``failed``."""
@@ -151,6 +156,7 @@ class Lifecycle(Generic[R]):
                 maximum=self._settings.max_worker_count,
                 grace=self._settings.burst_idle_timeout,
                 logger=self._logger,
+                events=self._events,
             )
 
     async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the spec's API
@@ -164,7 +170,7 @@ class Lifecycle(Generic[R]):
         self._check_not_inside_a_task("stop")
         stopped = self._run.stopped
         if not self._stop_unstarted("stop"):
-            self._begin_shutdown()
+            self._begin_shutdown("stop")
         if timeout is None:
             await stopped.wait()
             return
@@ -177,7 +183,7 @@ class Lifecycle(Generic[R]):
     async def kill(self) -> None:
         """Shut down now: cancel running tasks, answer every other one, destroy everything."""
         if not self._stop_unstarted("kill"):
-            self._begin_shutdown()
+            self._begin_shutdown("kill")
             self._kill_now()
         await self._run.stopped.wait()
 
@@ -201,12 +207,15 @@ class Lifecycle(Generic[R]):
                 f" itself; schedule it instead: asyncio.create_task(manager.{method}())"
             )
 
-    def _begin_shutdown(self) -> None:
+    def _begin_shutdown(self, how: Literal["stop", "kill"]) -> None:
         run = self._run
         if run.state != "running":
+            if how == "kill" and run.state == "stopping" and not run.killed:
+                self._announce(how)  # kill() escalating a stop()
             return
         run.state = "stopping"
         self._logger.info("task manager stopping")
+        self._announce(how)
         run.shutdown_started.set()
         self._admission.close()
         if self._scaling_scope is not None:
@@ -219,6 +228,10 @@ class Lifecycle(Generic[R]):
             hold=False,
             finished=run.stopped.is_set,
         )
+
+    def _announce(self, how: Literal["stop", "kill"]) -> None:
+        if self._events.active:
+            self._events.publish(ShutdownBegan(at=time.monotonic(), how=how))
 
     def _kill_now(self) -> None:
         run = self._run
@@ -246,3 +259,6 @@ class Lifecycle(Generic[R]):
     def _finished(self) -> None:
         self._run.state = "stopped"
         self._run.stopped.set()
+        if self._events.active:
+            self._events.publish(ShutdownFinished(at=time.monotonic()))
+        self._events.close()

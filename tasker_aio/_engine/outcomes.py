@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._events import TaskFailed, TaskRetried
 from .._exceptions import ManagerStoppedError, MaxRetriesExceededError
 from .._metrics import Outcome, outcome
+from .._types import TaskTracer
 from .admission import Admission
+from .events import EventBus
 from .failures import HealthCheck, task_error
 from .hooks import Hooks
 from .queues import DISCARDED, DONE, QUEUED, RUNNING, WAITING, Task
@@ -34,8 +37,8 @@ class Outcomes:
     """
 
     __slots__ = (
-        "_admission", "_failed", "_hooks", "_loop", "_max_retries", "_retried", "_run",
-        "_waiting", "health", "interrupt",
+        "_admission", "_events", "_failed", "_hooks", "_loop", "_max_retries", "_retried",
+        "_run", "_tracer", "_waiting", "health", "interrupt",
     )  # fmt: skip
 
     def __init__(
@@ -48,6 +51,8 @@ class Outcomes:
         health: HealthCheck,
         max_retries: int,
         hooks: Hooks,
+        events: EventBus | None = None,
+        tracer: TaskTracer | None = None,
     ) -> None:
         self._admission = admission
         self._run = run
@@ -56,6 +61,8 @@ class Outcomes:
         self.health = health
         self._max_retries = max_retries
         self._hooks = hooks
+        self._events = events if events is not None else EventBus()
+        self._tracer = tracer
         self._loop: asyncio.AbstractEventLoop | None = None
         self.interrupt: Callable[[Task[Any, Any]], None] = _no_worker
         # Failed healthily and waiting out a backoff: the timer that re-queues each.
@@ -71,12 +78,36 @@ class Outcomes:
         state = task.state
         if state == QUEUED:
             task.queue.discard(task)
+            self.end_trace(task, "discarded")
         elif state == RUNNING:
             self.interrupt(task)
         elif state == WAITING:
             self._end_wait(task)
             task.state = DONE
             self.record_failure(task)
+            self.end_trace(task, "cancelled")
+
+    def enter_trace(self, task: Task[Any, Any], burst: bool) -> Any:
+        """A worker is about to run a traced task: Config.tracer.enter; its token."""
+        assert self._tracer is not None
+        return self._hooks.call("tracer.enter", self._tracer.enter, task.trace, burst, default=None)
+
+    def leave_trace(self, token: Any) -> None:
+        assert self._tracer is not None
+        self._hooks.call("tracer.leave", self._tracer.leave, token, default=None)
+
+    def end_trace(
+        self, task: Task[Any, Any], outcome: str, error: BaseException | None = None
+    ) -> None:
+        """Tell Config.tracer that ``task`` was answered (if it is traced)."""
+        trace = task.trace
+        if trace is None or self._tracer is None:
+            return
+        task.trace = None
+        attempts = len(task.errors or ()) + (outcome == "completed")
+        self._hooks.call(
+            "tracer.end", self._tracer.end, trace, outcome, attempts, error, default=None
+        )
 
     def record_failure(self, task: Task[Any, Any]) -> None:
         now = time.monotonic()
@@ -146,6 +177,13 @@ class Outcomes:
                 error = MaxRetriesExceededError(f"max retries exceeded: {exc}", tuple(errors))
                 error.__cause__ = exc
             future.set_exception(error)
+            if self._events.active:
+                self._events.publish(
+                    TaskFailed(at=time.monotonic(), attempts=len(errors), error=error)
+                )
+            self.end_trace(task, "failed", error)
+        else:
+            self.end_trace(task, "cancelled")
         self.record_failure(task)
 
     def answer_killed(self, task: Task[Any, Any]) -> None:
@@ -160,6 +198,7 @@ class Outcomes:
         future = task.future
         if not future.done():
             future.set_exception(ManagerStoppedError(KILLED))
+        self.end_trace(task, "killed")
         if ran:
             self.record_failure(task)
 
@@ -175,6 +214,7 @@ class Outcomes:
     def _retry_now(self, task: Task[Any, Any]) -> None:
         """An unhealthy failure: straight to the end of the priority queue."""
         self._retried()
+        self._announce_retry(task, 0.0, unhealthy=True)
         self._admission.requeue(task, self._admission.priority)
 
     def _retry_later(self, task: Task[Any, Any]) -> None:
@@ -189,9 +229,11 @@ class Outcomes:
             attempt,
             delay,
         )
+        self._announce_retry(task, delay, unhealthy=False)
         if task.future.done():  # its holder cancelled it from inside backoff()
             task.state = DONE
             self.record_failure(task)
+            self.end_trace(task, "cancelled")
             return
         if self._run.running and delay > 0:
             assert self._loop is not None
@@ -199,6 +241,18 @@ class Outcomes:
             self._waiting[task] = self._loop.call_later(delay, self._requeue, task)
         else:
             self._requeue(task)
+
+    def _announce_retry(self, task: Task[Any, Any], delay: float, unhealthy: bool) -> None:
+        if self._events.active and task.errors:
+            self._events.publish(
+                TaskRetried(
+                    at=time.monotonic(),
+                    attempt=len(task.errors) + 1,
+                    delay=delay,
+                    unhealthy=unhealthy,
+                    error=task.errors[-1],
+                )
+            )
 
     def _backoff(self, task: Task[Any, Any], attempt: int) -> float:
         """The task's backoff for ``attempt``; 0 (logged) if it fails or is not a delay."""

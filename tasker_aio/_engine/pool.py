@@ -69,7 +69,7 @@ class ResourcePool(Generic[R]):
         self._idle: list[Pooled[R]] = []
         self._callers: set[asyncio.Task[Any]] = set()  # tasks inside run() now
         self._waiting: deque[asyncio.Future[None]] = deque()  # callers waiting for room
-        resources.slot_freed = self._wake_a_caller
+        resources.slots.freed = self._wake_a_caller
 
     @property
     def available(self) -> int:
@@ -114,7 +114,7 @@ class ResourcePool(Generic[R]):
                     try:
                         resource = await self._resources.create()
                     except BaseException as exc:
-                        self._resources.free_slot()
+                        self._resources.slots.free()
                         if isinstance(exc, HookError):
                             raise ResourceCreationError(
                                 f"failed to create temporary resource: {exc.error}"
@@ -163,7 +163,7 @@ class ResourcePool(Generic[R]):
                     self._replace(entry)
                     raise
                 return entry if fit else await self._renew()
-            if resources.take_slot_now():
+            if resources.slots.take_now():
                 return None
             if not self._room_may_come():
                 raise ResourceCreationError(
@@ -215,11 +215,11 @@ class ResourcePool(Generic[R]):
             ResourceCreationError: it could not be created (a refill keeps trying).
         """
         resources = self._resources
-        await resources.take_slot()
+        await resources.slots.take()
         try:
             resource = await resources.create()
         except BaseException as exc:
-            resources.free_slot()
+            resources.slots.free()
             if isinstance(exc, HookError):
                 self._refill()  # the pool is one short: keep trying in the background
                 raise ResourceCreationError(
@@ -262,16 +262,16 @@ class ResourcePool(Generic[R]):
             return
         resources = self._resources
         with run.killable():
-            await resources.take_slot()
+            await resources.slots.take()
             try:
                 resource = await resources.create_with_retry(
                     "pool resource", give_up=lambda: not run.running
                 )
             except BaseException:
-                resources.free_slot()
+                resources.slots.free()
                 raise
             if resource is NO_RESOURCE:
-                resources.free_slot()
+                resources.slots.free()
                 return
             if run.running:
                 self._idle.append(Pooled(resource, self._care))

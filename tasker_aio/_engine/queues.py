@@ -61,7 +61,7 @@ class Task(Generic[R, E]):
 
     __slots__ = (
         "errors", "fn", "future", "home", "policy", "queue", "queued_at", "started_at",
-        "state", "unhealthy_failures",
+        "state", "trace", "unhealthy_failures",
     )  # fmt: skip
 
     fn: Callable[[R], Awaitable[E]]
@@ -74,6 +74,7 @@ class Task(Generic[R, E]):
     state: int
     errors: list[BaseException] | None  # one per failed attempt
     unhealthy_failures: int  # the rest of errors were healthy
+    trace: Any  # what Config.tracer.begin() returned; None untraced
 
 
 class WatchedFuture(asyncio.Future[E]):

@@ -1,9 +1,7 @@
-"""Resources: where every resource comes from and goes to, and how many are alive.
+"""Resources: where every resource comes from and goes to.
 
-Each resource lives in a *slot* from the moment its creation starts until its
-destruction ends (or is abandoned after ``destroy_timeout``); ``live`` counts slots, and
-``max_resources`` caps them. Whoever creates takes a slot first and gives it back if
-the creation fails for good; destroying always gives the slot back.
+Every resource is counted in a slot (see :mod:`.slots`): creating takes one first,
+destroying gives it back.
 """
 
 from __future__ import annotations
@@ -11,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import sys
-from collections import deque
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic
 
 import anyio
 
+from .._events import ResourceCheckFailed, ResourceCreated, ResourceDestroyed
 from .._exceptions import ResourceCreationError
 from .._types import R
+from .events import EventBus
 from .hooks import HookError, Hooks
 from .run import RunState
+from .slots import Slots
 
 __all__ = ["NO_RESOURCE", "Resources"]
 
@@ -42,16 +42,14 @@ class Resources(Generic[R]):
     ``CancelledError`` included) is its failure, never the caller's.
 
     Attributes:
-        live: slots taken: resources alive, being created or being destroyed.
+        slots: the live resources and their cap (``max_resources``).
         epoch: bumped by every unhealthy failure; a resource last checked in an older
             epoch is checked again before its next task (``check_resource``).
-        slot_freed: called when a slot is freed and no creation waits for one (the
-            ``run_task`` pool listens, to wake a caller waiting for room).
     """
 
-    __slots__ = ("_abandoned", "_cap", "_check", "_create_backoff", "_destroy_timeout",
-                 "_hooks", "_on_create", "_on_destroy", "_on_reset", "_run", "_waiters",
-                 "epoch", "live", "slot_freed")  # fmt: skip
+    __slots__ = ("_abandoned", "_check", "_create_backoff", "_destroy_timeout", "_events",
+                 "_hooks", "_on_create", "_on_destroy", "_on_reset", "_run", "epoch",
+                 "slots")  # fmt: skip
 
     def __init__(
         self,
@@ -60,6 +58,7 @@ class Resources(Generic[R]):
         on_destroy: Callable[[R], Any],
         run: RunState,
         hooks: Hooks,
+        events: EventBus | None = None,
         on_reset: Callable[[R], Any] | None = None,
         check_resource: Callable[[R], Any] | None = None,
         max_resources: int | None = None,
@@ -72,62 +71,21 @@ class Resources(Generic[R]):
         self._check = check_resource
         self._run = run
         self._hooks = hooks
-        self._cap = max_resources if max_resources is not None else sys.maxsize
+        self._events = events if events is not None else EventBus()
         self._create_backoff = create_backoff
         self._destroy_timeout = destroy_timeout
-        self._waiters: deque[asyncio.Future[None]] = deque()  # creations waiting for a slot
         self._abandoned: set[asyncio.Future[Any]] = set()  # on_destroy calls given up on
-        self.live = 0
+        self.slots = Slots(max_resources, self._loop)
         self.epoch = 0
-        self.slot_freed: Callable[[], None] = _nothing
-
-    # ----------------------------------------------------------------------- slots
 
     @property
     def logger(self) -> Any:
         """The manager's (safe) logger."""
         return self._hooks.logger
 
-    @property
-    def capped(self) -> bool:
-        return self._cap != sys.maxsize
-
-    @property
-    def free_slots(self) -> int:
-        return self._cap - self.live if not self._waiters else 0
-
-    def take_slot_now(self) -> bool:
-        """Take a slot if one is free and no creation waits for one."""
-        if self.live < self._cap and not self._waiters:
-            self.live += 1
-            return True
-        return False
-
-    async def take_slot(self) -> None:
-        """Take a slot, waiting first come first served while none is free."""
-        if self.take_slot_now():
-            return
-        assert self._run.loop is not None
-        waiter = self._run.loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter  # free_slot() hands its slot over: live already counts ours
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.free_slot()  # handed a slot just as we were cancelled: pass it on
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    def free_slot(self) -> None:
-        """Give a slot back: to the first creation waiting for one, else to the pool."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot changes hands; live stays
-                return
-        self.live -= 1
-        self.slot_freed()
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        assert self._run.loop is not None, "the manager is not running"
+        return self._run.loop
 
     # -------------------------------------------------------------------- creation
 
@@ -139,6 +97,10 @@ class Resources(Generic[R]):
             asyncio.CancelledError: the calling task was cancelled.
         """
         resource: R = await self._hooks.call_async("on_create", self._on_create)
+        if self._events.active:
+            self._events.publish(
+                ResourceCreated(at=time.monotonic(), live_resources=self.slots.live)
+            )
         return resource
 
     async def create_with_retry(self, what: str, give_up: Callable[[], bool]) -> Any:
@@ -198,8 +160,7 @@ class Resources(Generic[R]):
                 cancelled and what they made was destroyed.
         """
         assert self._run.loop is not None
-        for _ in range(count):
-            self.live += 1  # the config guarantees they fit under max_resources
+        self.slots.take_all(count)  # the config made sure they fit under max_resources
         creations = [
             self._run.loop.create_task(self.create(), name="tasker_aio: on_create")
             for _ in range(count)
@@ -214,7 +175,7 @@ class Resources(Generic[R]):
         created, failures = self._sort(creations)
         if len(created) < count:
             for _ in range(count - len(created)):
-                self.free_slot()
+                self.slots.free()
             await self.destroy_all(created)
             cause = failures[0] if failures else asyncio.CancelledError("on_create was cancelled")
             raise ResourceCreationError(
@@ -251,12 +212,12 @@ class Resources(Generic[R]):
                 )
                 creation.add_done_callback(self._adopt_late)
             elif creation.cancelled() or creation.exception() is not None:
-                self.free_slot()
+                self.slots.free()
         await self.destroy_all(created)
 
     def _adopt_late(self, creation: asyncio.Task[R]) -> None:
         if creation.cancelled() or creation.exception() is not None:
-            self.free_slot()
+            self.slots.free()
         else:
             self.discard(creation.result())
 
@@ -291,10 +252,10 @@ class Resources(Generic[R]):
             returned = self._on_destroy(resource)
         except BaseException as exc:  # contained: see Hooks
             self._hooks.logger.error("on_destroy failed for %r: %r", resource, exc)
-            self.free_slot()
+            self._destroyed(abandoned=False)
             return None
         if not inspect.isawaitable(returned):
-            self.free_slot()
+            self._destroyed(abandoned=False)
             return None
         run = self._run
         assert run.loop is not None
@@ -315,11 +276,20 @@ class Resources(Generic[R]):
         inner.add_done_callback(ended)
         return gone
 
-    def _settle(self, gone: asyncio.Future[None]) -> None:
+    def _settle(self, gone: asyncio.Future[None], abandoned: bool = False) -> None:
         if not gone.done():
             gone.set_result(None)
-            self.free_slot()
+            self._destroyed(abandoned)
             self._run.release()
+
+    def _destroyed(self, abandoned: bool) -> None:
+        self.slots.free()
+        if self._events.active:
+            self._events.publish(
+                ResourceDestroyed(
+                    at=time.monotonic(), abandoned=abandoned, live_resources=self.slots.live
+                )
+            )
 
     def _abandon(self, resource: R, inner: asyncio.Future[Any], gone: asyncio.Future[None]) -> None:
         self._hooks.logger.error(
@@ -329,7 +299,7 @@ class Resources(Generic[R]):
         )
         self._abandoned.add(inner)  # keep a reference until it ends on its own
         inner.add_done_callback(self._abandoned.discard)
-        self._settle(gone)
+        self._settle(gone, abandoned=True)
 
     async def _end_destroy(self, resource: R, returned: Awaitable[Any]) -> None:
         try:
@@ -349,13 +319,17 @@ class Resources(Generic[R]):
         """
         if self._check is None:
             return True
+        error: BaseException | None = None
         try:
             usable = await self._hooks.call_async("check_resource", self._check, resource)
         except HookError as exc:
             self._hooks.logger.warning("check_resource failed for %r: %r", resource, exc.error)
-            return False
-        if not usable:
-            self._hooks.logger.warning("check_resource says %r is not usable", resource)
+            usable, error = False, exc.error
+        else:
+            if not usable:
+                self._hooks.logger.warning("check_resource says %r is not usable", resource)
+        if not usable and self._events.active:
+            self._events.publish(ResourceCheckFailed(at=time.monotonic(), error=error))
         return bool(usable)
 
     async def reset(self, resource: R) -> bool:
@@ -378,10 +352,6 @@ class Resources(Generic[R]):
     def note_unhealthy(self) -> None:
         """An unhealthy failure: every resource is checked again before its next task."""
         self.epoch += 1
-
-
-def _nothing() -> None:
-    pass
 
 
 async def _hold_through(awaitable: Awaitable[Any]) -> None:

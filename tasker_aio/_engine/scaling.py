@@ -14,12 +14,15 @@ The loop sees the manager only through a :class:`ScalingView` (read-only) and tw
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 
+from .._events import ScalingDecided
 from .._snapshots import TaskMetrics, TaskStats
+from .events import EventBus
 from .hooks import SafeLogger
 
 __all__ = ["ScalingActions", "ScalingView", "decide", "idle_grace", "run_scaling"]
@@ -96,6 +99,7 @@ async def run_scaling(
     maximum: int,
     grace: float | None,
     logger: SafeLogger,
+    events: EventBus | None = None,
 ) -> None:
     """Every ``interval`` seconds, apply :func:`decide` while the manager runs.
 
@@ -107,6 +111,7 @@ async def run_scaling(
         grace: seconds a burst worker must be idle to be retired; None means
             :func:`idle_grace` of the interval.
         logger: where decisions are logged.
+        events: where decisions are published (ScalingDecided).
     """
     if grace is None:
         grace = idle_grace(interval)
@@ -116,13 +121,25 @@ async def run_scaling(
         if metrics is None:  # the collector failed (logged): skip this step
             continue
         creating, idle_burst = view.slots(grace)
-        change = decide(
-            metrics, view.stats(), maximum=maximum, creating=creating, idle_burst=idle_burst
-        )
+        stats = view.stats()
+        change = decide(metrics, stats, maximum=maximum, creating=creating, idle_burst=idle_burst)
+        applied = 0
         if change > 0 and view.running():
-            added = act.add(change)
-            if added:
-                logger.info("adding %d burst workers", added)
+            applied = act.add(change)
+            if applied:
+                logger.info("adding %d burst workers", applied)
         elif change < 0:
-            retired = act.retire(-change, grace)
-            logger.info("retired %d idle burst workers", retired)
+            applied = -act.retire(-change, grace)
+            logger.info("retired %d idle burst workers", -applied)
+        if change and events is not None and events.active:
+            events.publish(
+                ScalingDecided(
+                    at=time.monotonic(),
+                    change=change,
+                    applied=applied,
+                    metrics=metrics,
+                    stats=stats,
+                    creating=creating,
+                    idle_burst=idle_burst,
+                )
+            )

@@ -7,6 +7,7 @@ import contextlib
 import time
 from typing import Any, Generic
 
+from .._events import WorkerReplaced
 from .._types import E, R
 from .crew import Crew
 from .failures import NOT_CALLED
@@ -156,16 +157,22 @@ class Worker(Generic[R, E]):
                     future = task.future
                     if future.done():  # its awaiting caller was cancelled and has yet to forget it
                         task.state = DISCARDED
+                        if task.trace is not None:
+                            crew.outcomes.end_trace(task, "cancelled")
                         continue
 
                     task.state = RUNNING
                     self.current = task
                     task.started_at = started = now
                     returned: Any = not_called
+                    if traced := task.trace is not None:
+                        token = crew.outcomes.enter_trace(task, self.burst)
                     try:
                         returned = task.fn(self.resource)
                         result = await returned
                     except BaseException as exc:
+                        if traced:
+                            crew.outcomes.leave_trace(token)
                         interrupted = self._settle_cancels(exc)  # re-raises kill()'s
                         if not await self._failed(task, exc, returned, interrupted):
                             return
@@ -173,6 +180,8 @@ class Worker(Generic[R, E]):
                     else:
                         now = clock()
                         self.current = None
+                        if traced:
+                            crew.outcomes.leave_trace(token)
                         if self.cancel_requested or cancelling():
                             self._settle_cancels(None)  # the task swallowed a cancellation
                         if task.state == RUNNING:  # else kill() answered and counted it
@@ -181,9 +190,13 @@ class Worker(Generic[R, E]):
                             logged = (now, now - started, started - task.queued_at)
                             if future.done():  # its caller cancelled it meanwhile
                                 failed(logged)
+                                if traced:
+                                    crew.outcomes.end_trace(task, "cancelled")
                             else:
                                 future.set_result(result)
                                 completed(logged)
+                                if traced:
+                                    crew.outcomes.end_trace(task, "completed")
                         if care:
                             if not await self._after_task():
                                 return
@@ -288,7 +301,7 @@ class Worker(Generic[R, E]):
         while True:
             try:
                 if not self.has_slot:
-                    await resources.take_slot()
+                    await resources.slots.take()
                     self.has_slot = True
                 self.resource = await resources.create_with_retry(
                     "burst worker" if self.burst else "worker",
@@ -303,7 +316,7 @@ class Worker(Generic[R, E]):
         if self.burst:
             crew.burst_created(created)
         if not created:
-            resources.free_slot()
+            resources.slots.free()
             self.has_slot = False
             return False
         crew.care.mark_new(self)
@@ -332,12 +345,12 @@ class Worker(Generic[R, E]):
                 self.current = None
         if not healthy:
             crew.resources.note_unhealthy()
-            return await self._replace(f"after an unhealthy error: {error!r}")
+            return await self._replace(f"after an unhealthy error: {error!r}", error)
         if crew.settings.cares_for_resources:
             return await self._after_task()
         return True
 
-    async def _replace(self, why: str) -> bool:
+    async def _replace(self, why: str, error: BaseException | None = None) -> bool:
         """Swap the resource for a fresh one; False if none is needed any more.
 
         The old one is destroyed in the background while the new one is created (both
@@ -345,6 +358,10 @@ class Worker(Generic[R, E]):
         """
         crew = self.crew
         crew.logger.warning("replacing a worker %s", why)
+        if crew.events.active:
+            crew.events.publish(
+                WorkerReplaced(at=time.monotonic(), burst=self.burst, reason=why, error=error)
+            )
         resource, self.resource = self.resource, NO_RESOURCE
         self.phase = CREATING
         self.has_slot = False
@@ -375,7 +392,7 @@ class Worker(Generic[R, E]):
                     pass  # held back until on_destroy ended; the worker is over anyway
             elif self.has_slot:
                 self.has_slot = False
-                crew.resources.free_slot()
+                crew.resources.slots.free()
         finally:
             self.gone = True
             crew.gone(self)

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any, Generic
 
 from .._config import Settings
+from .._events import WorkerAdded, WorkerRetired
 from .._metrics import Outcome
 from .._types import R
 from .admission import Admission
 from .care import Care
+from .events import EventBus
 from .hooks import SafeLogger
 from .idle import IdleWorkers
 from .outcomes import Outcomes
@@ -45,8 +47,8 @@ class WorkerSet(Generic[R]):
 
     __slots__ = (
         "_burst_failures", "_bursts_blocked_until", "_turn_watched", "_workers", "admission",
-        "care", "completed", "failed", "idle", "logger", "loop", "outcomes", "resources", "run",
-        "settings", "tidy", "turns", "yield_after",
+        "care", "completed", "events", "failed", "idle", "logger", "loop", "outcomes",
+        "resources", "run", "settings", "tidy", "turns", "yield_after",
     )  # fmt: skip
 
     def __init__(
@@ -59,6 +61,7 @@ class WorkerSet(Generic[R]):
         resources: Resources[R],
         care: Care[R],
         idle: IdleWorkers,
+        events: EventBus,
         logger: SafeLogger,
         completed: Callable[[Outcome], None],
         failed: Callable[[Outcome], None],
@@ -71,6 +74,7 @@ class WorkerSet(Generic[R]):
         self.resources = resources
         self.care = care
         self.idle = idle
+        self.events = events
         self.logger = logger
         self.completed = completed
         self.failed = failed
@@ -105,6 +109,8 @@ class WorkerSet(Generic[R]):
             name=f"tasker_aio: {'burst ' if burst else ''}worker",
             finished=lambda: worker.gone,
         )
+        if self.events.active:
+            self.events.publish(WorkerAdded(at=time.monotonic(), burst=burst))
 
     def add_burst(self, count: int) -> int:
         """Start up to ``count`` burst workers, each creating its own resource; how many.
@@ -115,7 +121,7 @@ class WorkerSet(Generic[R]):
         if time.monotonic() < self._bursts_blocked_until:
             return 0
         added = 0
-        while added < count and self.resources.take_slot_now():
+        while added < count and self.resources.slots.take_now():
             self.spawn(burst=True)
             added += 1
         return added
@@ -178,6 +184,8 @@ class WorkerSet(Generic[R]):
             if worker.spare(now, idle_for):
                 worker.retire()
                 retired += 1
+                if self.events.active:
+                    self.events.publish(WorkerRetired(at=now, idle_for=now - worker.idle_since))
         return retired
 
     def answer_running_killed(self) -> None:
