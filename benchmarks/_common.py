@@ -10,10 +10,12 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 __all__ = [
+    "BODIES",
+    "CONCURRENCIES",
     "PER_TASK",
     "WORKERS",
     "Case",
@@ -23,6 +25,7 @@ __all__ = [
     "Style",
     "TaskFn",
     "Workload",
+    "callers_for",
     "loop_factories",
     "median",
     "percentile",
@@ -69,32 +72,79 @@ async def sleep_1ms(_resource: object) -> int:
     return 1
 
 
+BODIES: dict[str, tuple[str, TaskFn]] = {
+    # key: (label, task body)
+    "trivial": ("trivial task (return 1)", trivial),
+    "sleep0": ("one await asyncio.sleep(0)", yield_once),
+    "io1ms": ("1 ms I/O (await asyncio.sleep(0.001))", sleep_1ms),
+}
+CONCURRENCIES = (8, 64, 1000)
+
+
 @dataclass(frozen=True)
 class Workload:
-    """One task body, how many of it to run, and how wide."""
+    """One task body at one concurrency: how many tasks, how wide, how many callers."""
 
-    key: str
-    label: str
-    fn: TaskFn
-    concurrency: int
+    body: str  # a key of BODIES
+    concurrency: int  # workers / concurrency limit
+    callers: int  # closed-loop callers, each awaiting its result before the next
     n_full: int
     n_quick: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.body}@{self.concurrency}"
+
+    @property
+    def label(self) -> str:
+        return BODIES[self.body][0]
+
+    @property
+    def fn(self) -> TaskFn:
+        return BODIES[self.body][1]
 
     def n(self, quick: bool) -> int:
         return self.n_quick if quick else self.n_full
 
 
+# Tasks per measurement (full, quick). The 1 ms task costs at least 1 ms / concurrency
+# of wall time each, so the narrow I/O workloads need far fewer tasks for the same time.
+_SIZES: dict[str, tuple[int, int]] = {
+    "trivial@8": (10_000, 1_000),
+    "trivial@64": (10_000, 1_000),
+    "trivial@1000": (10_000, 2_000),
+    "sleep0@8": (10_000, 1_000),
+    "sleep0@64": (10_000, 1_000),
+    "sleep0@1000": (10_000, 2_000),
+    "io1ms@8": (800, 200),
+    "io1ms@64": (4_000, 1_000),
+    "io1ms@1000": (10_000, 2_000),
+}
+
+
 def workloads() -> list[Workload]:
-    return [
-        Workload("trivial", "trivial task (return 1)", trivial, WORKERS, 10_000, 1_000),
-        Workload("sleep0", "one await asyncio.sleep(0)", yield_once, WORKERS, 10_000, 1_000),
-        Workload("sleep1ms", "1 ms sleep, concurrency 1000", sleep_1ms, 1000, 10_000, 2_000),
-    ]
+    """Every task body at every concurrency, in table order."""
+    found = []
+    for body in BODIES:
+        for concurrency in CONCURRENCIES:
+            workload = Workload(body, concurrency, callers_for(body, concurrency), 0, 0)
+            n_full, n_quick = _SIZES[workload.key]
+            found.append(replace(workload, n_full=n_full, n_quick=n_quick))
+    return found
+
+
+def callers_for(body: str, concurrency: int) -> int:
+    """Closed-loop callers: as many as workers for I/O (each worker has a caller to
+    serve); for CPU-bound bodies 64 or the concurrency when wider, so a wake-up and a
+    queued task are always in flight and the callers never cap the workers."""
+    if body == "io1ms":
+        return concurrency
+    return max(CLOSED_LOOP_SUBMITTERS, concurrency)
 
 
 def submitters_for(concurrency: int) -> int:
-    """Closed-loop callers: 64, or the concurrency when wider (else they would cap it)."""
-    return max(CLOSED_LOOP_SUBMITTERS, concurrency)
+    """Closed-loop callers for the trivial body at ``concurrency`` (the curves use it)."""
+    return callers_for("trivial", concurrency)
 
 
 @dataclass(frozen=True)

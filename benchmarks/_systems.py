@@ -22,6 +22,7 @@ import tasker_aio
 from tasker_aio import Config, MetricsCollector, TaskLifecycleTimestamps, TaskManager, TaskMetrics
 
 from ._common import Case, Runner, Style, TaskFn, split
+from ._private import switch_metrics_hooks_off
 
 __all__ = [
     "METRICS_OFF",
@@ -38,7 +39,13 @@ __all__ = [
     "tasker_submit_gather",
 ]
 
-Group = Literal["tasker", "floor", "peer"]
+Group = Literal["tasker", "floor", "peer", "reference"]
+"""``reference``: a way to run a task that hands nothing over (no worker, no queue), shown
+for scale and left out of the targets."""
+
+# Peers that cost 10-20x the floor per task: in the widest I/O workload each of their
+# runs would take seconds, so they sit it out to keep the full run near 5 minutes.
+SLOW_PEERS_SKIP = frozenset({"io1ms@1000"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class System:
     group: Group
     style: Style
     run: Runner
+    skip: frozenset[str] = frozenset()  # workload keys this system sits out
+
+    def runs(self, workload_key: str) -> bool:
+        return workload_key not in self.skip
 
 
 # ----------------------------------------------------------------- raw floor
@@ -159,10 +170,9 @@ def _destroy(_resource: object) -> None:
 
 
 # A collector argument that is no collector at all: the manager's per-task metrics
-# hooks are replaced by a C builtin that does nothing, so the metrics-cost section
-# has a true zero to subtract (a no-op MetricsCollector still costs its calls).
+# hooks are switched off (see _private), so the metrics-cost section has a true zero to
+# subtract (a no-op MetricsCollector still costs its calls).
 METRICS_OFF: Any = object()
-_DISCARD: Any = id  # a C builtin taking one argument: the cheapest call there is
 
 
 @asynccontextmanager
@@ -182,8 +192,11 @@ async def tasker(
         collector=collector,
     )
     async with TaskManager[object, int](config) as manager:
-        if hooks_off:  # benchmark-only: private hooks, see METRICS_OFF
-            manager._arrived = manager._completed = manager._failed = _DISCARD
+        if hooks_off:
+            switch_metrics_hooks_off(manager)
+        # Let the workers reach their first wait, as raw_pool does: the timed part must
+        # not include starting them (a thousand, in the widest workloads).
+        await asyncio.sleep(0)
         yield manager
 
 
@@ -248,6 +261,36 @@ async def semaphore_tasks(case: Case) -> float:
     return perf_counter() - start
 
 
+async def semaphore_tasks_closed(case: Case) -> float:
+    """Closed loop: each call is a ``create_task`` the caller awaits, under a Semaphore."""
+    semaphore = asyncio.Semaphore(case.concurrency)
+    create_task = asyncio.create_task
+
+    async def one(fn: TaskFn) -> int:
+        async with semaphore:
+            return await fn(None)
+
+    def submit(fn: TaskFn) -> asyncio.Task[int]:
+        return create_task(one(fn))
+
+    start = perf_counter()
+    await closed_loop(submit, case.fn, case.n, case.submitters)
+    return perf_counter() - start
+
+
+async def semaphore_inline_closed(case: Case) -> float:
+    """Closed loop, no hand-over: each caller runs the task itself under a Semaphore."""
+    semaphore = asyncio.Semaphore(case.concurrency)
+
+    async def submit(fn: TaskFn) -> int:
+        async with semaphore:
+            return await fn(None)
+
+    start = perf_counter()
+    await closed_loop(submit, case.fn, case.n, case.submitters)
+    return perf_counter() - start
+
+
 async def anyio_limiter(case: Case) -> float:
     """An anyio task group, one task per task, a ``CapacityLimiter`` as the limit."""
     limiter = anyio.CapacityLimiter(case.concurrency)
@@ -270,6 +313,21 @@ def _asyncio_pool_map(module: ModuleType) -> Runner:
         async with module.AioPool(size=case.concurrency) as pool:
             start = perf_counter()
             await pool.map(case.fn, [None] * case.n)
+            return perf_counter() - start
+
+    return run
+
+
+def _asyncio_pool_exec(module: ModuleType) -> Runner:
+    async def run(case: Case) -> float:
+        async with module.AioPool(size=case.concurrency) as pool:
+            execute = pool.exec
+
+            def submit(fn: TaskFn) -> Awaitable[int]:
+                return execute(fn(None))  # type: ignore[no-any-return]
+
+            start = perf_counter()
+            await closed_loop(submit, case.fn, case.n, case.submitters)
             return perf_counter() - start
 
     return run
@@ -298,11 +356,54 @@ def _aiojobs_spawn(module: ModuleType) -> Runner:
     return run
 
 
-_OPTIONAL_PEERS: list[tuple[str, str, str, str, Callable[[ModuleType], Runner]]] = [
-    # key, label, import name, pip name, runner factory
-    ("asyncio-pool", "asyncio-pool AioPool.map", "asyncio_pool", "asyncio-pool", _asyncio_pool_map),
-    ("aiometer", "aiometer run_all", "aiometer", "aiometer", _aiometer_run_all),
-    ("aiojobs", "aiojobs spawn + Job.wait", "aiojobs", "aiojobs", _aiojobs_spawn),
+def _aiojobs_spawn_closed(module: ModuleType) -> Runner:
+    async def run(case: Case) -> float:
+        async with module.Scheduler(limit=case.concurrency, pending_limit=0) as scheduler:
+            spawn = scheduler.spawn
+
+            async def submit(fn: TaskFn) -> int:
+                job = await spawn(fn(None))
+                return await job.wait()  # type: ignore[no-any-return]
+
+            start = perf_counter()
+            await closed_loop(submit, case.fn, case.n, case.submitters)
+            return perf_counter() - start
+
+    return run
+
+
+_PeerFactory = Callable[[ModuleType], Runner]
+_OPTIONAL_PEERS: list[tuple[str, str, str, str, Style, bool, _PeerFactory]] = [
+    # key, label, import name, pip name, style, slow (see SLOW_PEERS_SKIP), runner factory
+    (
+        "asyncio-pool.exec",
+        "asyncio-pool await exec()",
+        "asyncio_pool",
+        "asyncio-pool",
+        "closed",
+        False,
+        _asyncio_pool_exec,
+    ),
+    (
+        "asyncio-pool.map",
+        "asyncio-pool AioPool.map",
+        "asyncio_pool",
+        "asyncio-pool",
+        "gather",
+        False,
+        _asyncio_pool_map,
+    ),
+    (
+        "aiojobs.closed",
+        "aiojobs spawn + Job.wait",
+        "aiojobs",
+        "aiojobs",
+        "closed",
+        True,
+        _aiojobs_spawn_closed,
+    ),
+    ("aiojobs", "aiojobs spawn + Job.wait", "aiojobs", "aiojobs", "gather", True, _aiojobs_spawn),
+    ("aiometer", "aiometer run_all", "aiometer", "aiometer", "gather", True, _aiometer_run_all),
 ]
 
 
@@ -353,14 +454,38 @@ def systems(notes: list[str]) -> list[System]:
         ),
         System("raw.closed", "raw floor, closed-loop callers", "floor", "closed", raw_closed),
         System("raw.gather", "raw floor, submit all + gather", "floor", "gather", raw_gather),
+        System(
+            "peer.semaphore.closed",
+            "await create_task() + Semaphore",
+            "peer",
+            "closed",
+            semaphore_tasks_closed,
+        ),
         System("peer.semaphore", "create_task + Semaphore", "peer", "gather", semaphore_tasks),
-        System("peer.anyio", "anyio task group + CapacityLimiter", "peer", "gather", anyio_limiter),
+        System(
+            "peer.anyio",
+            "anyio task group + CapacityLimiter",
+            "peer",
+            "gather",
+            anyio_limiter,
+            SLOW_PEERS_SKIP,
+        ),
+        System(
+            "ref.semaphore.inline",
+            "Semaphore inline in the caller (reference)",
+            "reference",
+            "closed",
+            semaphore_inline_closed,
+        ),
     ]
-    for key, label, module_name, pip_name, factory in _OPTIONAL_PEERS:
+    missing: dict[str, str] = {}
+    for key, label, module_name, pip_name, style, slow, factory in _OPTIONAL_PEERS:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
-            notes.append(f"{key} skipped: not installed (pip install {pip_name})")
+            missing[module_name] = f"{pip_name} skipped: not installed (pip install {pip_name})"
             continue
-        found.append(System(f"peer.{key}", label, "peer", "gather", factory(module)))
+        skip = SLOW_PEERS_SKIP if slow else frozenset()
+        found.append(System(f"peer.{key}", label, "peer", style, factory(module), skip))
+    notes.extend(missing.values())
     return found
