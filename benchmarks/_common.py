@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 __all__ = [
     "BODIES",
@@ -24,6 +24,7 @@ __all__ = [
     "Runner",
     "Style",
     "TaskFn",
+    "Timing",
     "Workload",
     "callers_for",
     "loop_factories",
@@ -31,9 +32,14 @@ __all__ = [
     "percentile",
     "progress",
     "run_on",
+    "short_count",
+    "sleep_1ms",
     "split",
+    "stopwatch",
     "submitters_for",
+    "trivial",
     "workloads",
+    "yield_once",
 ]
 
 T = TypeVar("T")
@@ -157,8 +163,38 @@ class Case:
     submitters: int
 
 
-Runner = Callable[[Case], Coroutine[Any, Any, float]]
-"""Runs a case and returns the seconds its timed part took (setup and teardown excluded)."""
+class Timing(NamedTuple):
+    """Seconds a timed part took: on the wall clock, and on this process's CPU clock.
+
+    Wall time is what a caller waits; CPU time leaves out the time other processes
+    took the CPU away, so on a shared machine it is the steadier of the two (it also
+    leaves out time the loop sat idle waiting for timers).
+    """
+
+    wall: float
+    cpu: float
+
+
+def stopwatch() -> Callable[[], Timing]:
+    """Start both clocks; the returned function reads how long since."""
+    wall, cpu = time.perf_counter(), time.process_time()
+
+    def stop() -> Timing:
+        return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+    return stop
+
+
+Runner = Callable[[Case], Coroutine[Any, Any, Timing]]
+"""Runs a case and returns how long its timed part took (setup and teardown excluded)."""
+
+
+def short_count(x: int) -> str:
+    """1000 -> 1k, 1000000 -> 1M; other numbers as they are."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if x >= size and x % size == 0:
+            return f"{x // size}{suffix}"
+    return str(x)
 
 
 def split(total: int, parts: int) -> list[int]:

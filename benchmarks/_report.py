@@ -164,17 +164,24 @@ class Report:
             head = head_rows[0]
             headers = ["system", "style"]
             for loop in loops:
-                headers += [f"{loop} us", "min", "x floor", "x by min"]
+                headers += [f"{loop} us", "min", "x floor", "x by min", "x cpu"]
             body = []
             for system in systems:
-                label = by_loop[loops[0], system].label
-                cells: list[object] = [label, by_loop[loops[0], system].style]
+                row = by_loop[loops[0], system]
+                label = row.label if row.n == head.n else f"{row.label} ({row.n:,} tasks)"
+                cells: list[object] = [label, row.style]
                 for loop in loops:
                     r = by_loop.get((loop, system))
                     if r is None:
-                        cells += [None] * 4
+                        cells += [None] * 5
                     else:
-                        cells += [r.us_per_task, r.us_min, r.ratio_to_floor, r.ratio_of_minima]
+                        cells += [
+                            r.us_per_task,
+                            r.us_min,
+                            r.ratio_to_floor,
+                            r.ratio_of_minima,
+                            r.cpu_ratio_to_floor,
+                        ]
                 body.append(cells)
             title = (
                 f"== Throughput: {workload.label} | {head.concurrency:,} workers/limit,"
@@ -187,7 +194,10 @@ class Report:
             " floor's median, same style (closed: callers awaiting one result each; gather:"
             " all submitted, then gathered), same loop, same workload, same run. x by min:"
             " the same ratio of the fastest repetitions, less sensitive to noise from other"
-            " processes. reference rows hand nothing over (the caller runs the task itself)."
+            " processes. x cpu: the same ratio of this process's CPU time (medians), which"
+            " leaves out time other processes took and time the loop sat idle on timers:"
+            " the steadier number on a shared machine, not a target. reference rows hand"
+            " nothing over (the caller runs the task itself)."
         )
         return "\n\n".join(out)
 
@@ -316,13 +326,17 @@ class Report:
     def _render_checks(checks: list[Check]) -> str:
         met = sum(check.met for check in checks)
         rows = [
-            [c.target, c.measured, c.by_min, c.limit, "ok" if c.met else "MISS", c.detail]
+            [c.target, c.measured, c.by_min, c.cpu, c.limit, "ok" if c.met else "MISS", c.detail]
             for c in checks
         ]
         return (
             f"== Targets of the performance issue: {met} of {len(checks)} met"
             " (met = median and by-min both) ==\n"
-            + table(["target", "median", "by min", "limit", "met", "numbers (medians)"], rows)
+            + table(
+                ["target", "median", "by min", "cpu", "limit", "met", "numbers (medians)"], rows
+            )
+            + "\ncpu: the same measure from CPU-time medians, for reading through noise; not"
+            " judged."
         )
 
     # -------------------------------------------------------------- checks

@@ -1,7 +1,7 @@
 """The systems under test: tasker_aio's submission styles, the raw floor and the peers.
 
 Each runner sets its system up, times only the submission and completion of
-``case.n`` tasks, tears the system down and returns the timed seconds.
+``case.n`` tasks, tears the system down and returns the timed wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from time import perf_counter
 from types import ModuleType
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ import anyio
 import tasker_aio
 from tasker_aio import Config, MetricsCollector, TaskLifecycleTimestamps, TaskManager, TaskMetrics
 
-from ._common import Case, Runner, Style, TaskFn, split
+from ._common import Case, Runner, Style, TaskFn, Timing, split, stopwatch
 from ._private import switch_metrics_hooks_off
 
 __all__ = [
@@ -43,9 +42,10 @@ Group = Literal["tasker", "floor", "peer", "reference"]
 """``reference``: a way to run a task that hands nothing over (no worker, no queue), shown
 for scale and left out of the targets."""
 
-# Peers that cost 10-20x the floor per task: in the widest I/O workload each of their
-# runs would take seconds, so they sit it out to keep the full run near 5 minutes.
-SLOW_PEERS_SKIP = frozenset({"io1ms@1000"})
+# Peers that cost 5-20x the floor per task run this share of each workload's tasks:
+# at full size they alone would take a third of the full run's five minutes, and no
+# conclusion drawn from them hangs on a few percent.
+SLOW_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,10 @@ class System:
     group: Group
     style: Style
     run: Runner
-    skip: frozenset[str] = frozenset()  # workload keys this system sits out
+    share: float = 1.0  # of each workload's tasks this system runs (see SLOW_SHARE)
 
-    def runs(self, workload_key: str) -> bool:
-        return workload_key not in self.skip
+    def tasks(self, n: int) -> int:
+        return max(1, round(n * self.share))
 
 
 # ----------------------------------------------------------------- raw floor
@@ -128,19 +128,19 @@ async def closed_loop(
     await asyncio.gather(*[caller(count) for count in split(n, submitters)])
 
 
-async def raw_closed(case: Case) -> float:
+async def raw_closed(case: Case) -> Timing:
     async with raw_pool(case.concurrency) as pool:
-        start = perf_counter()
+        stop = stopwatch()
         await closed_loop(pool.submit, case.fn, case.n, case.submitters)
-        return perf_counter() - start
+        return stop()
 
 
-async def raw_gather(case: Case) -> float:
+async def raw_gather(case: Case) -> Timing:
     async with raw_pool(case.concurrency) as pool:
-        start = perf_counter()
+        stop = stopwatch()
         submit, fn = pool.submit, case.fn
         await asyncio.gather(*[submit(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        return stop()
 
 
 # ---------------------------------------------------------------- tasker_aio
@@ -200,54 +200,54 @@ async def tasker(
         yield manager
 
 
-async def tasker_queue_task_closed(case: Case, collector: MetricsCollector | None = None) -> float:
+async def tasker_queue_task_closed(case: Case, collector: MetricsCollector | None = None) -> Timing:
     async with tasker(case.concurrency, collector) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         await closed_loop(manager.queue_task, case.fn, case.n, case.submitters)
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_queue_task_gather(case: Case) -> float:
+async def tasker_queue_task_gather(case: Case) -> Timing:
     async with tasker(case.concurrency) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         queue_task, fn = manager.queue_task, case.fn
         await asyncio.gather(*[queue_task(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_queue_task_async_gather(case: Case) -> float:
+async def tasker_queue_task_async_gather(case: Case) -> Timing:
     async with tasker(case.concurrency) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         queue_task_async, fn = manager.queue_task_async, case.fn
         await asyncio.gather(*[queue_task_async(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_submit_gather(case: Case, collector: MetricsCollector | None = None) -> float:
+async def tasker_submit_gather(case: Case, collector: MetricsCollector | None = None) -> Timing:
     async with tasker(case.concurrency, collector) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         submit, fn = manager.submit, case.fn
         await asyncio.gather(*[submit(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_map(case: Case) -> float:
+async def tasker_map(case: Case) -> Timing:
     fn = case.fn
 
     def bound(resource: object, _item: int) -> Awaitable[int]:
         return fn(resource)
 
     async with tasker(case.concurrency) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         async for _ in manager.map(bound, range(case.n)):
             pass
-        return perf_counter() - start
+        return stop()
 
 
 # --------------------------------------------------------------------- peers
 
 
-async def semaphore_tasks(case: Case) -> float:
+async def semaphore_tasks(case: Case) -> Timing:
     """``asyncio.create_task`` per task, ``asyncio.Semaphore`` as the limit."""
     semaphore = asyncio.Semaphore(case.concurrency)
     fn = case.fn
@@ -256,12 +256,12 @@ async def semaphore_tasks(case: Case) -> float:
         async with semaphore:
             return await fn(None)
 
-    start = perf_counter()
+    stop = stopwatch()
     await asyncio.gather(*[asyncio.create_task(one()) for _ in range(case.n)])
-    return perf_counter() - start
+    return stop()
 
 
-async def semaphore_tasks_closed(case: Case) -> float:
+async def semaphore_tasks_closed(case: Case) -> Timing:
     """Closed loop: each call is a ``create_task`` the caller awaits, under a Semaphore."""
     semaphore = asyncio.Semaphore(case.concurrency)
     create_task = asyncio.create_task
@@ -273,12 +273,12 @@ async def semaphore_tasks_closed(case: Case) -> float:
     def submit(fn: TaskFn) -> asyncio.Task[int]:
         return create_task(one(fn))
 
-    start = perf_counter()
+    stop = stopwatch()
     await closed_loop(submit, case.fn, case.n, case.submitters)
-    return perf_counter() - start
+    return stop()
 
 
-async def semaphore_inline_closed(case: Case) -> float:
+async def semaphore_inline_closed(case: Case) -> Timing:
     """Closed loop, no hand-over: each caller runs the task itself under a Semaphore."""
     semaphore = asyncio.Semaphore(case.concurrency)
 
@@ -286,12 +286,12 @@ async def semaphore_inline_closed(case: Case) -> float:
         async with semaphore:
             return await fn(None)
 
-    start = perf_counter()
+    stop = stopwatch()
     await closed_loop(submit, case.fn, case.n, case.submitters)
-    return perf_counter() - start
+    return stop()
 
 
-async def anyio_limiter(case: Case) -> float:
+async def anyio_limiter(case: Case) -> Timing:
     """An anyio task group, one task per task, a ``CapacityLimiter`` as the limit."""
     limiter = anyio.CapacityLimiter(case.concurrency)
     fn = case.fn
@@ -301,63 +301,63 @@ async def anyio_limiter(case: Case) -> float:
         async with limiter:
             results.append(await fn(None))
 
-    start = perf_counter()
+    stop = stopwatch()
     async with anyio.create_task_group() as group:
         for _ in range(case.n):
             group.start_soon(one)
-    return perf_counter() - start
+    return stop()
 
 
 def _asyncio_pool_map(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         async with module.AioPool(size=case.concurrency) as pool:
-            start = perf_counter()
+            stop = stopwatch()
             await pool.map(case.fn, [None] * case.n)
-            return perf_counter() - start
+            return stop()
 
     return run
 
 
 def _asyncio_pool_exec(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         async with module.AioPool(size=case.concurrency) as pool:
             execute = pool.exec
 
             def submit(fn: TaskFn) -> Awaitable[int]:
                 return execute(fn(None))  # type: ignore[no-any-return]
 
-            start = perf_counter()
+            stop = stopwatch()
             await closed_loop(submit, case.fn, case.n, case.submitters)
-            return perf_counter() - start
+            return stop()
 
     return run
 
 
 def _aiometer_run_all(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         task = partial(case.fn, None)
-        start = perf_counter()
+        stop = stopwatch()
         await module.run_all([task] * case.n, max_at_once=case.concurrency)
-        return perf_counter() - start
+        return stop()
 
     return run
 
 
 def _aiojobs_spawn(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         # pending_limit=0: an unbounded pending queue, so spawn() never waits.
         async with module.Scheduler(limit=case.concurrency, pending_limit=0) as scheduler:
-            start = perf_counter()
+            stop = stopwatch()
             fn = case.fn
             jobs = [await scheduler.spawn(fn(None)) for _ in range(case.n)]
             await asyncio.gather(*[job.wait() for job in jobs])
-            return perf_counter() - start
+            return stop()
 
     return run
 
 
 def _aiojobs_spawn_closed(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         async with module.Scheduler(limit=case.concurrency, pending_limit=0) as scheduler:
             spawn = scheduler.spawn
 
@@ -365,16 +365,16 @@ def _aiojobs_spawn_closed(module: ModuleType) -> Runner:
                 job = await spawn(fn(None))
                 return await job.wait()  # type: ignore[no-any-return]
 
-            start = perf_counter()
+            stop = stopwatch()
             await closed_loop(submit, case.fn, case.n, case.submitters)
-            return perf_counter() - start
+            return stop()
 
     return run
 
 
 _PeerFactory = Callable[[ModuleType], Runner]
 _OPTIONAL_PEERS: list[tuple[str, str, str, str, Style, bool, _PeerFactory]] = [
-    # key, label, import name, pip name, style, slow (see SLOW_PEERS_SKIP), runner factory
+    # key, label, import name, pip name, style, slow (see SLOW_SHARE), runner factory
     (
         "asyncio-pool.exec",
         "asyncio-pool await exec()",
@@ -468,7 +468,7 @@ def systems(notes: list[str]) -> list[System]:
             "peer",
             "gather",
             anyio_limiter,
-            SLOW_PEERS_SKIP,
+            SLOW_SHARE,
         ),
         System(
             "ref.semaphore.inline",
@@ -485,7 +485,7 @@ def systems(notes: list[str]) -> list[System]:
         except ImportError:
             missing[module_name] = f"{pip_name} skipped: not installed (pip install {pip_name})"
             continue
-        skip = SLOW_PEERS_SKIP if slow else frozenset()
-        found.append(System(f"peer.{key}", label, "peer", style, factory(module), skip))
+        share = SLOW_SHARE if slow else 1.0
+        found.append(System(f"peer.{key}", label, "peer", style, factory(module), share))
     notes.extend(missing.values())
     return found

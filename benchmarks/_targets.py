@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._common import short_count
 from ._memory import MemoryRow
 from ._scaling import CurvePoint, LagRow
 from ._throughput import ThroughputRow
@@ -53,6 +54,7 @@ class Check:
     limit: str
     met: bool
     detail: str = ""  # the numbers behind the ratio
+    cpu: float | None = None  # the same from CPU-time medians: steadier, not judged
 
 
 def growth(points: Sequence[CurvePoint], system: str, loop: str) -> tuple[float, float]:
@@ -62,16 +64,16 @@ def growth(points: Sequence[CurvePoint], system: str, loop: str) -> tuple[float,
     return top.us_per_task / bottom.us_per_task, top.us_min / bottom.us_min
 
 
-def _short(x: int) -> str:
-    """1000 -> 1k, 1000000 -> 1M."""
-    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
-        if x >= size and x % size == 0:
-            return f"{x // size}{suffix}"
-    return str(x)
-
-
-def _at_most(target: str, median: float, by_min: float, limit: float, detail: str) -> Check:
-    return Check(target, median, by_min, f"<= {limit}", max(median, by_min) <= limit, detail)
+def _at_most(
+    target: str,
+    median: float,
+    by_min: float,
+    limit: float,
+    detail: str,
+    cpu: float | None = None,
+) -> Check:
+    met = max(median, by_min) <= limit
+    return Check(target, median, by_min, f"<= {limit}", met, detail, cpu)
 
 
 def _peer_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
@@ -88,6 +90,7 @@ def _peer_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
         fastest_min = min(peers, key=lambda r: r.us_min)
         speedup = fastest.us_per_task / tasker.us_per_task
         by_min = fastest_min.us_min / tasker.us_min
+        cpu = min(r.cpu_us_per_task for r in peers) / tasker.cpu_us_per_task
         need = MIN_SPEEDUP[body]
         checks.append(
             Check(
@@ -98,6 +101,7 @@ def _peer_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
                 min(speedup, by_min) >= need,
                 f"{fastest.label} {fastest.us_per_task:.2f} us,"
                 f" tasker {tasker.us_per_task:.2f} us ({len(peers)} peers)",
+                cpu,
             )
         )
     return checks
@@ -118,6 +122,7 @@ def _floor_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
                     r.ratio_of_minima,
                     MAX_IO_RATIO,
                     detail,
+                    r.cpu_ratio_to_floor,
                 )
             )
         elif r.loop == "uvloop" and r.body == "trivial" and r.style == "closed":
@@ -128,6 +133,7 @@ def _floor_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
                     r.ratio_of_minima,
                     MAX_UVLOOP_TRIVIAL_RATIO,
                     detail,
+                    r.cpu_ratio_to_floor,
                 )
             )
     return checks
@@ -139,7 +145,7 @@ def _curve_checks(name: str, points: Sequence[CurvePoint]) -> list[Check]:
     if not points:
         return checks
     xs = [p.x for p in points]
-    name = f"{name} {_short(min(xs))} -> {_short(max(xs))}"
+    name = f"{name} {short_count(min(xs))} -> {short_count(max(xs))}"
     for loop in dict.fromkeys(p.loop for p in points):
         for system in dict.fromkeys(p.system for p in points):
             if not system.startswith("tasker"):

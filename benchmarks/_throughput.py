@@ -35,7 +35,10 @@ class ThroughputRow:
     tasks_per_s: float
     ratio_to_floor: float  # median over the floor's median
     ratio_of_minima: float  # fastest repetition over the floor's fastest
+    cpu_us_per_task: float  # the process's CPU time, median
+    cpu_ratio_to_floor: float  # median CPU time over the floor's
     samples_us: list[float]
+    cpu_samples_us: list[float]
 
 
 def _case(workload: Workload, n: int) -> Case:
@@ -66,8 +69,8 @@ def _warm_up(
         try:
             for factory in loops.values():
                 for workload in probes:
-                    if system.runs(workload.key):
-                        run_on(factory, partial(system.run, _case(workload, _WARMUP_TASKS)))
+                    case = _case(workload, system.tasks(_WARMUP_TASKS))
+                    run_on(factory, partial(system.run, case))
         except Exception as exc:
             _fails(system, notes, exc)
         else:
@@ -87,7 +90,7 @@ def run_throughput(
     """Every (loop, workload, system) ``reps`` times, interleaved: medians per task.
 
     A peer that fails (in the warm-up, or in a timed run) is noted in ``notes`` and left
-    out; a system that sits a workload out (``System.skip``) is noted once.
+    out; a system that runs a share of the tasks (``System.share``) is noted once.
 
     Each repetition runs every combination once, in an order rotated by one system per
     repetition, each on a fresh event loop; so drift and noise on this machine spread
@@ -97,41 +100,45 @@ def run_throughput(
         progress("throughput: warm-up")
         systems = _warm_up(loops, workloads, systems, notes)
     for system in systems:
-        if system.skip:
-            skipped = ", ".join(sorted(system.skip))
-            notes.append(f"{system.label} ({system.style}) sits out {skipped}: too slow")
+        if system.share != 1.0:
+            notes.append(
+                f"{system.label} ({system.style}) runs {system.share:.0%} of each workload's"
+                " tasks: it is slow, and the full run keeps near 5 minutes"
+            )
 
     samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    cpu_samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for rep in range(reps):
         shift = rep % len(systems)
         order = systems[shift:] + systems[:shift]
         for loop_name, factory in loops.items():
             progress(f"throughput: repetition {rep + 1}/{reps} on {loop_name}")
             for workload in workloads:
-                n = workload.n(quick)
-                case = _case(workload, n)
                 for system in order:
-                    if not system.runs(workload.key) or system not in systems:
-                        continue
+                    if system not in systems:
+                        continue  # failed earlier
+                    n = system.tasks(workload.n(quick))
                     try:
-                        seconds = run_on(factory, partial(system.run, case))
+                        timing = run_on(factory, partial(system.run, _case(workload, n)))
                     except Exception as exc:
                         _fails(system, notes, exc)
                         systems = [s for s in systems if s is not system]
                         continue
-                    samples[loop_name, workload.key, system.key].append(seconds / n * PER_TASK)
+                    key = loop_name, workload.key, system.key
+                    samples[key].append(timing.wall / n * PER_TASK)
+                    cpu_samples[key].append(timing.cpu / n * PER_TASK)
 
     rows: list[ThroughputRow] = []
     for loop_name in loops:
         for workload in workloads:
-            n = workload.n(quick)
             for system in systems:
-                if not system.runs(workload.key):
-                    continue
-                values = samples[loop_name, workload.key, system.key]
-                floor_values = samples[loop_name, workload.key, FLOOR_OF_STYLE[system.style]]
+                n = system.tasks(workload.n(quick))
+                key = loop_name, workload.key, system.key
+                floor_key = loop_name, workload.key, FLOOR_OF_STYLE[system.style]
+                values, floor_values = samples[key], samples[floor_key]
                 floor = median(floor_values)
                 us = median(values)
+                cpu = median(cpu_samples[key])
                 rows.append(
                     ThroughputRow(
                         loop=loop_name,
@@ -150,7 +157,10 @@ def run_throughput(
                         tasks_per_s=PER_TASK / us,
                         ratio_to_floor=us / floor,
                         ratio_of_minima=min(values) / min(floor_values),
+                        cpu_us_per_task=cpu,
+                        cpu_ratio_to_floor=cpu / median(cpu_samples[floor_key]),
                         samples_us=values,
+                        cpu_samples_us=cpu_samples[key],
                     )
                 )
     return rows

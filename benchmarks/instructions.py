@@ -2,7 +2,8 @@
 
 Wall-clock numbers on a shared machine move by a few percent between runs; counted
 instructions barely move, so these are the numbers to quote before and after an
-engine change. Each (system, style, loop) runs the trivial workload in a fresh Python
+engine change. Each (system, style, loop) runs a workload (by default the trivial task
+at 8 workers, 64 closed-loop callers; ``--workload`` picks another) in a fresh Python
 under ``valgrind --tool=cachegrind`` at two task counts; the difference divided by the
 difference in tasks is the cost of one task, with start-up, imports and teardown
 cancelled out.
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from ._common import WORKERS, Case, loop_factories, run_on, submitters_for, trivial
+from ._common import Case, Workload, loop_factories, run_on, workloads
 from ._private import stretch_turn_budget
 from ._report import environment, table
 from ._systems import raw_closed, raw_gather, tasker_queue_task_closed, tasker_submit_gather
@@ -49,18 +50,21 @@ _RUNNERS = {
     ("raw", "gather"): raw_gather,
 }
 _LABELS = {
-    ("tasker", "closed"): "tasker await queue_task, 64 closed-loop callers",
+    ("tasker", "closed"): "tasker await queue_task, closed-loop callers",
     ("tasker", "gather"): "tasker submit + gather",
-    ("raw", "closed"): "raw floor, 64 closed-loop callers",
+    ("raw", "closed"): "raw floor, closed-loop callers",
     ("raw", "gather"): "raw floor, submit all + gather",
 }
+_WORKLOADS = {w.key: w for w in workloads()}
+DEFAULT_WORKLOAD = "trivial@8"
 _I_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 @dataclass(frozen=True)
 class InstructionRow:
-    """Instructions one trivial task costs in one system, style and loop."""
+    """Instructions one task costs in one system, style and loop."""
 
+    workload: str
     loop: str
     system: str  # tasker or raw
     style: str  # closed or gather
@@ -73,17 +77,27 @@ class InstructionRow:
 _STRETCHED_BUDGET = 1e3  # seconds of back-to-back work before a fairness yield
 
 
-def _child(system: str, style: str, loop: str, n: int, timed_yields: bool) -> None:
-    """Run ``n`` trivial tasks once: what valgrind counts."""
+def _child(
+    workload: Workload, system: str, style: str, loop: str, n: int, timed_yields: bool
+) -> None:
+    """Run ``n`` tasks of ``workload`` once: what valgrind counts."""
     if not timed_yields:
         stretch_turn_budget(_STRETCHED_BUDGET)
     notes: list[str] = []
     factory = loop_factories(notes, use_uvloop=loop == "uvloop")[loop]
-    case = Case(trivial, n, WORKERS, submitters_for(WORKERS))
+    case = Case(workload.fn, n, workload.concurrency, workload.callers)
     run_on(factory, partial(_RUNNERS[system, style], case))
 
 
-def _count(valgrind: str, system: str, style: str, loop: str, n: int, timed_yields: bool) -> int:
+def _count(
+    valgrind: str,
+    workload: Workload,
+    system: str,
+    style: str,
+    loop: str,
+    n: int,
+    timed_yields: bool,
+) -> int:
     """Instructions of one child run under cachegrind (no cache simulation: faster)."""
     command = [
         valgrind,
@@ -93,6 +107,8 @@ def _count(valgrind: str, system: str, style: str, loop: str, n: int, timed_yiel
         sys.executable,
         "-m",
         "benchmarks.instructions",
+        "--workload",
+        workload.key,
         "--child",
         system,
         style,
@@ -110,6 +126,7 @@ def _count(valgrind: str, system: str, style: str, loop: str, n: int, timed_yiel
 
 
 def measure(
+    workload: Workload,
     loops: Sequence[str],
     counts: tuple[int, int],
     jobs: int,
@@ -123,7 +140,7 @@ def measure(
 
     def count(run: tuple[tuple[str, str, str], int]) -> int:
         (loop, style, system), n = run
-        return _count(valgrind, system, style, loop, n, timed_yields)
+        return _count(valgrind, workload, system, style, loop, n, timed_yields)
 
     # Each run is one single-threaded valgrind process: run as many as there are cores.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -136,6 +153,7 @@ def measure(
         )
         rows.append(
             InstructionRow(
+                workload=workload.key,
                 loop=loop,
                 system=system,
                 style=style,
@@ -166,9 +184,10 @@ def render(rows: Sequence[InstructionRow]) -> str:
             ]
         )
     low, high = rows[0].counts
+    workload = _WORKLOADS[rows[0].workload]
     return (
-        f"== Instructions per trivial task (cachegrind; ({high:,} - {low:,} tasks) difference,"
-        f" {WORKERS} workers) ==\n"
+        f"== Instructions per task: {workload.label}, {workload.concurrency:,} workers,"
+        f" {workload.callers:,} closed-loop callers (cachegrind; {high:,} - {low:,} tasks) ==\n"
         + table(["loop / style", "tasker", "raw floor", "x floor", "tasker - floor"], body)
     )
 
@@ -176,7 +195,7 @@ def render(rows: Sequence[InstructionRow]) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.instructions",
-        description="Instructions per trivial task under cachegrind, tasker_aio and the floor.",
+        description="Instructions per task under cachegrind, tasker_aio and the floor.",
     )
     parser.add_argument(
         "--counts",
@@ -186,12 +205,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("LOW", "HIGH"),
         help="the two task counts whose difference is measured (default 2000 12000)",
     )
+    parser.add_argument(
+        "--workload",
+        choices=sorted(_WORKLOADS),
+        default=DEFAULT_WORKLOAD,
+        help=f"task body @ concurrency (default {DEFAULT_WORKLOAD}; the I/O bodies wait on"
+        " timers, whose number per loop turn follows valgrind's speed: less exact)",
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="the default loop only")
     parser.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="valgrind runs at a time"
     )
     parser.add_argument(
-        "--output", type=Path, default=RESULTS / "instructions.json", help="JSON file"
+        "--output",
+        type=Path,
+        help="JSON file (default benchmarks/results/instructions.json; with --workload,"
+        " instructions_<body>_<concurrency>.json)",
     )
     parser.add_argument(
         "--timed-yields",
@@ -206,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.child:
         system, style, loop, n = args.child
-        _child(system, style, loop, int(n), args.timed_yields)
+        _child(_WORKLOADS[args.workload], system, style, loop, int(n), args.timed_yields)
         return 0
     low, high = args.counts
     if not 0 < low < high:
@@ -219,15 +248,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     started = time.perf_counter()
-    rows = measure(loops, (low, high), max(args.jobs, 1), valgrind, args.timed_yields)
+    workload = _WORKLOADS[args.workload]
+    rows = measure(workload, loops, (low, high), max(args.jobs, 1), valgrind, args.timed_yields)
     print(render(rows))
     print(f"total time: {time.perf_counter() - started:.0f} s")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
+    output = args.output or RESULTS / (
+        "instructions.json"
+        if args.workload == DEFAULT_WORKLOAD
+        else f"instructions_{args.workload.replace('@', '_')}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
         json.dumps({"environment": environment(), "rows": [asdict(r) for r in rows]}, indent=2)
         + "\n"
     )
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {output}", file=sys.stderr)
     return 0
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ._common import short_count
 from .load_step import PHASES, Sample
 
 __all__ = [
@@ -210,13 +211,6 @@ def write_throughput(run: dict[str, Any], targets: Sequence[Path]) -> list[Path]
 # ------------------------------------------------------------------- scaling
 
 
-def _short(x: int) -> str:
-    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
-        if x >= size and x % size == 0:
-            return f"{x // size}{suffix}"
-    return str(x)
-
-
 def _no_ticks() -> Any:
     from matplotlib.ticker import NullLocator
 
@@ -243,7 +237,7 @@ def _growth_panel(ax: Any, points: list[dict[str, Any]], tasker: str, title: str
             )
     ax.set_xscale("log")
     xs = sorted({p["x"] for p in points})
-    ax.set_xticks(xs, [_short(x) for x in xs])
+    ax.set_xticks(xs, [short_count(x) for x in xs])
     ax.xaxis.set_minor_locator(_no_ticks())
     ax.set_title(title, fontsize="medium")
     ax.axhline(1.0, color="#cccccc", linewidth=0.8)
