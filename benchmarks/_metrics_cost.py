@@ -78,7 +78,7 @@ def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[M
         for loop_name, factory in loops.items():
             progress(f"metrics cost: repetition {rep + 1}/{reps} on {loop_name}")
             for index, (_style, _label, run) in enumerate(_SYSTEMS):
-                seconds = run_on(factory, partial(run, case)).wall
+                seconds = run_on(factory, partial(run, case), collect=False).wall
                 samples[loop_name, index].append(seconds / n * PER_TASK)
     rows = []
     for loop_name in loops:

@@ -16,7 +16,17 @@ from typing import Any
 
 import tasker_aio
 
-from ._common import PER_TASK, Case, LoopFactory, TaskFn, progress, run_on, sleep_1ms, trivial
+from ._common import (
+    PER_TASK,
+    Case,
+    LoopFactory,
+    TaskFn,
+    progress,
+    run_on,
+    settle_gc,
+    sleep_1ms,
+    trivial,
+)
 from ._systems import closed_loop, raw_pool, tasker
 
 __all__ = ["ProfileEntry", "ProfileResult", "run_profile"]
@@ -74,6 +84,7 @@ def _stats_of(profiler: cProfile.Profile) -> Stats:
 async def _tasker_gather(profiler: cProfile.Profile, case: Case) -> None:
     async with tasker(case.concurrency) as manager:
         submit, fn = manager.submit, case.fn
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
         await asyncio.gather(*[submit(fn) for _ in range(case.n)])
         profiler.disable()
@@ -81,6 +92,7 @@ async def _tasker_gather(profiler: cProfile.Profile, case: Case) -> None:
 
 async def _tasker_closed(profiler: cProfile.Profile, case: Case) -> None:
     async with tasker(case.concurrency) as manager:
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
         await closed_loop(manager.queue_task, case.fn, case.n, case.submitters)
         profiler.disable()
@@ -89,6 +101,7 @@ async def _tasker_closed(profiler: cProfile.Profile, case: Case) -> None:
 async def _raw_gather(profiler: cProfile.Profile, case: Case) -> None:
     async with raw_pool(case.concurrency) as pool:
         submit, fn = pool.submit, case.fn
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
         await asyncio.gather(*[submit(fn) for _ in range(case.n)])
         profiler.disable()
@@ -96,6 +109,7 @@ async def _raw_gather(profiler: cProfile.Profile, case: Case) -> None:
 
 async def _raw_closed(profiler: cProfile.Profile, case: Case) -> None:
     async with raw_pool(case.concurrency) as pool:
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
         await closed_loop(pool.submit, case.fn, case.n, case.submitters)
         profiler.disable()

@@ -92,7 +92,7 @@ def _curve(
             for _ in range(reps):
                 for key, run, _floor in runners:
                     clock = GcClock()
-                    seconds = run_on(factory, partial(run, case), clock).wall
+                    seconds = run_on(factory, partial(run, case), clock, collect=False).wall
                     samples[loop_name, x, key].append(seconds / case.n * PER_TASK)
                     gc_shares[loop_name, x, key].append(min(clock.seconds / seconds, 1.0))
     result = []

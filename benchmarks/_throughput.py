@@ -70,7 +70,7 @@ def _warm_up(
             for factory in loops.values():
                 for workload in probes:
                     case = _case(workload, system.tasks(_WARMUP_TASKS))
-                    run_on(factory, partial(system.run, case))
+                    run_on(factory, partial(system.run, case), collect=False)
         except Exception as exc:
             _fails(system, notes, exc)
         else:
@@ -119,7 +119,9 @@ def run_throughput(
                         continue  # failed earlier
                     n = system.tasks(workload.n(quick))
                     try:
-                        timing = run_on(factory, partial(system.run, _case(workload, n)))
+                        timing = run_on(
+                            factory, partial(system.run, _case(workload, n)), collect=False
+                        )
                     except Exception as exc:
                         _fails(system, notes, exc)
                         systems = [s for s in systems if s is not system]
