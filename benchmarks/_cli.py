@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only SECTION ...]``: run, print, write JSON."""
+"""``python -m benchmarks [--quick] [--only SECTION ...] [--plots]``: run, print, write JSON."""
 
 from __future__ import annotations
 
