@@ -61,7 +61,10 @@ class CurvePoint:
     us_min: float  # the fastest repetition
     ratio_to_floor: float
     gc_share: float  # of the run's time spent in the cyclic garbage collector (median)
+    cpu_us_per_task: float  # the same on the process's CPU clock
+    cpu_us_min: float
     samples_us: list[float]
+    cpu_samples_us: list[float]
 
 
 _WORKER_SYSTEMS: list[tuple[str, Runner, str]] = [
@@ -85,6 +88,7 @@ def _curve(
     """Each point's systems interleaved ``reps`` times on every loop; ``points`` =
     (x, case, reps)."""
     samples: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+    cpu_samples: dict[tuple[str, int, str], list[float]] = defaultdict(list)
     gc_shares: dict[tuple[str, int, str], list[float]] = defaultdict(list)
     for loop_name, factory in loops.items():
         for x, case, reps in points:
@@ -92,14 +96,15 @@ def _curve(
             for _ in range(reps):
                 for key, run, _floor in runners:
                     clock = GcClock()
-                    seconds = run_on(factory, partial(run, case), clock, collect=False).wall
-                    samples[loop_name, x, key].append(seconds / case.n * PER_TASK)
-                    gc_shares[loop_name, x, key].append(min(clock.seconds / seconds, 1.0))
+                    timing = run_on(factory, partial(run, case), clock, collect=False)
+                    samples[loop_name, x, key].append(timing.wall / case.n * PER_TASK)
+                    cpu_samples[loop_name, x, key].append(timing.cpu / case.n * PER_TASK)
+                    gc_shares[loop_name, x, key].append(min(clock.seconds / timing.wall, 1.0))
     result = []
     for loop_name in loops:
         for x, case, reps in points:
             for key, _run, floor in runners:
-                values = samples[loop_name, x, key]
+                values, cpu = samples[loop_name, x, key], cpu_samples[loop_name, x, key]
                 us = median(values)
                 result.append(
                     CurvePoint(
@@ -114,7 +119,10 @@ def _curve(
                         us_min=min(values),
                         ratio_to_floor=us / median(samples[loop_name, x, floor]),
                         gc_share=median(gc_shares[loop_name, x, key]),
+                        cpu_us_per_task=median(cpu),
+                        cpu_us_min=min(cpu),
                         samples_us=values,
+                        cpu_samples_us=cpu,
                     )
                 )
     return result

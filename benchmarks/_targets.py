@@ -23,6 +23,7 @@ __all__ = [
     "MAX_UVLOOP_TRIVIAL_RATIO",
     "MIN_SPEEDUP",
     "Check",
+    "Measure",
     "check_targets",
     "growth",
 ]
@@ -45,35 +46,53 @@ MAX_LAG_MS = 20.0
 
 
 @dataclass(frozen=True)
+class Measure:
+    """A target's value from medians and from the fastest repetitions, on one clock."""
+
+    median: float
+    by_min: float | None  # where it applies
+
+
+@dataclass(frozen=True)
 class Check:
-    """One target and what this run measured for it."""
+    """One target and what this run measured for it, on the wall clock and the CPU's.
+
+    ``met`` is judged on the wall clock, as the issue states its targets; ``cpu_met``
+    judges the same on the process's CPU time, which other processes disturb far less.
+    """
 
     target: str
-    measured: float  # from medians
-    by_min: float | None  # the same from the fastest repetitions, where it applies
     limit: str
+    wall: Measure
     met: bool
-    detail: str = ""  # the numbers behind the ratio
-    cpu: float | None = None  # the same from CPU-time medians: steadier, not judged
+    cpu: Measure | None = None
+    cpu_met: bool | None = None
+    detail: str = ""  # the numbers behind the ratio (wall-clock medians)
 
 
-def growth(points: Sequence[CurvePoint], system: str, loop: str) -> tuple[float, float]:
+def growth(
+    points: Sequence[CurvePoint], system: str, loop: str, cpu: bool = False
+) -> tuple[float, float]:
     """(median, by-min) cost of ``system`` at the curve's top over its bottom."""
     mine = sorted((p for p in points if p.system == system and p.loop == loop), key=lambda p: p.x)
     bottom, top = mine[0], mine[-1]
+    if cpu:
+        return top.cpu_us_per_task / bottom.cpu_us_per_task, top.cpu_us_min / bottom.cpu_us_min
     return top.us_per_task / bottom.us_per_task, top.us_min / bottom.us_min
 
 
 def _at_most(
-    target: str,
-    median: float,
-    by_min: float,
-    limit: float,
-    detail: str,
-    cpu: float | None = None,
+    target: str, wall: tuple[float, float], cpu: tuple[float, float], limit: float, detail: str
 ) -> Check:
-    met = max(median, by_min) <= limit
-    return Check(target, median, by_min, f"<= {limit}", met, detail, cpu)
+    return Check(
+        target,
+        f"<= {limit}",
+        Measure(*wall),
+        max(wall) <= limit,
+        Measure(*cpu),
+        max(cpu) <= limit,
+        detail,
+    )
 
 
 def _peer_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
@@ -87,21 +106,25 @@ def _peer_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
         if tasker is None or not peers:
             continue
         fastest = min(peers, key=lambda r: r.us_per_task)
-        fastest_min = min(peers, key=lambda r: r.us_min)
-        speedup = fastest.us_per_task / tasker.us_per_task
-        by_min = fastest_min.us_min / tasker.us_min
-        cpu = min(r.cpu_us_per_task for r in peers) / tasker.cpu_us_per_task
+        wall = (
+            fastest.us_per_task / tasker.us_per_task,
+            min(r.us_min for r in peers) / tasker.us_min,
+        )
+        cpu = (
+            min(r.cpu_us_per_task for r in peers) / tasker.cpu_us_per_task,
+            min(r.cpu_us_min for r in peers) / tasker.cpu_us_min,
+        )
         need = MIN_SPEEDUP[body]
         checks.append(
             Check(
                 f"{loop} {workload} {style}: fastest peer / tasker",
-                speedup,
-                by_min,
                 f">= {need}",
-                min(speedup, by_min) >= need,
+                Measure(*wall),
+                min(wall) >= need,
+                Measure(*cpu),
+                min(cpu) >= need,
                 f"{fastest.label} {fastest.us_per_task:.2f} us,"
                 f" tasker {tasker.us_per_task:.2f} us ({len(peers)} peers)",
-                cpu,
             )
         )
     return checks
@@ -114,26 +137,26 @@ def _floor_checks(rows: Sequence[ThroughputRow]) -> list[Check]:
         if r.system not in (CLOSED, GATHER):
             continue
         detail = f"{r.us_per_task:.2f} us against {r.us_per_task / r.ratio_to_floor:.2f} us"
+        wall = (r.ratio_to_floor, r.ratio_of_minima)
+        cpu = (r.cpu_ratio_to_floor, r.cpu_ratio_of_minima)
         if r.workload == IO_WORKLOAD:
             checks.append(
                 _at_most(
                     f"{r.loop} {r.workload} {r.style}: tasker / raw floor",
-                    r.ratio_to_floor,
-                    r.ratio_of_minima,
+                    wall,
+                    cpu,
                     MAX_IO_RATIO,
                     detail,
-                    r.cpu_ratio_to_floor,
                 )
             )
         elif r.loop == "uvloop" and r.body == "trivial" and r.style == "closed":
             checks.append(
                 _at_most(
                     f"uvloop {r.workload} closed: tasker / raw floor",
-                    r.ratio_to_floor,
-                    r.ratio_of_minima,
+                    wall,
+                    cpu,
                     MAX_UVLOOP_TRIVIAL_RATIO,
                     detail,
-                    r.cpu_ratio_to_floor,
                 )
             )
     return checks
@@ -153,11 +176,13 @@ def _curve_checks(name: str, points: Sequence[CurvePoint]) -> list[Check]:
             floor = next(p.floor for p in points if p.system == system)
             mine, mine_min = growth(points, system, loop)
             theirs, theirs_min = growth(points, floor, loop)
+            mine_cpu, mine_cpu_min = growth(points, system, loop, cpu=True)
+            theirs_cpu, theirs_cpu_min = growth(points, floor, loop, cpu=True)
             checks.append(
                 _at_most(
                     f"{loop} {name}: {system} growth / floor growth",
-                    mine / theirs,
-                    mine_min / theirs_min,
+                    (mine / theirs, mine_min / theirs_min),
+                    (mine_cpu / theirs_cpu, mine_cpu_min / theirs_cpu_min),
                     MAX_GROWTH_OVER_FLOOR,
                     f"tasker grows {mine:.2f}x, the floor {theirs:.2f}x (by min:"
                     f" {mine_min:.2f}x, {theirs_min:.2f}x)",
@@ -174,11 +199,10 @@ def _earlier_checks(memory: Sequence[MemoryRow], lag: Sequence[LagRow]) -> list[
             checks.append(
                 Check(
                     "earlier: memory per queued task, tasker submit / raw floor",
-                    row.ratio_to_floor,
-                    None,
                     f"<= {MAX_MEMORY_RATIO}",
+                    Measure(row.ratio_to_floor, None),
                     row.ratio_to_floor <= MAX_MEMORY_RATIO,
-                    f"{row.peak_bytes_per_task:.0f} B a task",
+                    detail=f"{row.peak_bytes_per_task:.0f} B a task",
                 )
             )
     for r in lag:
@@ -186,11 +210,10 @@ def _earlier_checks(memory: Sequence[MemoryRow], lag: Sequence[LagRow]) -> list[
             checks.append(
                 Check(
                     f"earlier: {r.loop} max loop lag ms, {r.n:,}-task flood",
-                    r.max_gap_ms,
-                    None,
                     f"< {MAX_LAG_MS}",
+                    Measure(r.max_gap_ms, None),
                     r.worst_gap_ms < MAX_LAG_MS,
-                    f"worst of {r.reps}: {r.worst_gap_ms:.1f} ms",
+                    detail=f"worst of {r.reps}: {r.worst_gap_ms:.1f} ms",
                 )
             )
     return checks

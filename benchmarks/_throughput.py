@@ -36,7 +36,9 @@ class ThroughputRow:
     ratio_to_floor: float  # median over the floor's median
     ratio_of_minima: float  # fastest repetition over the floor's fastest
     cpu_us_per_task: float  # the process's CPU time, median
+    cpu_us_min: float
     cpu_ratio_to_floor: float  # median CPU time over the floor's
+    cpu_ratio_of_minima: float
     samples_us: list[float]
     cpu_samples_us: list[float]
 
@@ -140,7 +142,7 @@ def run_throughput(
                 values, floor_values = samples[key], samples[floor_key]
                 floor = median(floor_values)
                 us = median(values)
-                cpu = median(cpu_samples[key])
+                cpu, floor_cpu = cpu_samples[key], cpu_samples[floor_key]
                 rows.append(
                     ThroughputRow(
                         loop=loop_name,
@@ -159,8 +161,10 @@ def run_throughput(
                         tasks_per_s=PER_TASK / us,
                         ratio_to_floor=us / floor,
                         ratio_of_minima=min(values) / min(floor_values),
-                        cpu_us_per_task=cpu,
-                        cpu_ratio_to_floor=cpu / median(cpu_samples[floor_key]),
+                        cpu_us_per_task=median(cpu),
+                        cpu_us_min=min(cpu),
+                        cpu_ratio_to_floor=median(cpu) / median(floor_cpu),
+                        cpu_ratio_of_minima=min(cpu) / min(floor_cpu),
                         samples_us=values,
                         cpu_samples_us=cpu_samples[key],
                     )
