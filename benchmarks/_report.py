@@ -196,8 +196,8 @@ class Report:
             " the same ratio of the fastest repetitions, less sensitive to noise from other"
             " processes. x cpu: the same ratio of this process's CPU time (medians), which"
             " leaves out time other processes took and time the loop sat idle on timers:"
-            " the steadier number on a shared machine, not a target. reference rows hand"
-            " nothing over (the caller runs the task itself)."
+            " the steadier number on a shared machine (the targets table judges it as"
+            " 'cpu met'). reference rows hand nothing over (the caller runs the task itself)."
         )
         return "\n\n".join(out)
 
