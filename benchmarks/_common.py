@@ -156,12 +156,23 @@ def submitters_for(concurrency: int) -> int:
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: run ``n`` tasks of ``fn`` with ``concurrency`` workers/limit."""
+    """One measurement: run ``n`` tasks of ``fn`` with ``concurrency`` workers/limit.
+
+    ``batches``: the submit-all runners (raw_gather, tasker_submit_gather) submit and
+    gather ``n`` tasks that many times in one timed part, so a shallow queue still
+    gets a timed part long enough to outlast a scheduler hiccup; the others ignore it.
+    """
 
     fn: TaskFn
     n: int
     concurrency: int
     submitters: int
+    batches: int = 1
+
+    @property
+    def tasks(self) -> int:
+        """Tasks in the timed part: ``n`` for one batch."""
+        return self.n * self.batches
 
 
 class Timing(NamedTuple):

@@ -243,9 +243,11 @@ class Report:
                     ["  % of that time in gc", *[p.gc_share * 100 for p in mine], *[None] * 5]
                 )
         first = {x: at[loops[0], systems[0], x] for x in xs}
-        detail = ", ".join(dict.fromkeys(f"{first[x].n:,} tasks x{first[x].reps}" for x in xs))
+        # Timed tasks per measurement and repetitions, at each point of the curve.
+        detail = "; ".join(f"{x:,}: {first[x].n:,} x{first[x].reps}" for x in xs)
         return (
-            f"== Scaling: median us/task as {title} grow (trivial task; {detail}) ==\n"
+            f"== Scaling: median us/task as {title} grow (trivial task; timed tasks x"
+            f" repetitions at each point: {detail}) ==\n"
             + table(
                 [
                     "loop / system",

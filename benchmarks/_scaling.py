@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 HEARTBEAT = 0.001  # seconds between the heartbeat's wake-ups when nothing is in the way
+_MIN_TIMED = 10_000  # tasks in a queued-curve measurement, in batches of the depth
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,13 @@ def _curve(
     gc_shares: dict[tuple[str, int, str], list[float]] = defaultdict(list)
     for loop_name, factory in loops.items():
         for x, case, reps in points:
-            progress(f"{curve}: x={x:,} on {loop_name}, {case.n:,} tasks x {reps} repetitions")
+            progress(f"{curve}: x={x:,} on {loop_name}, {case.tasks:,} tasks x {reps} repetitions")
             for _ in range(reps):
                 for key, run, _floor in runners:
                     clock = GcClock()
                     timing = run_on(factory, partial(run, case), clock, collect=False)
-                    samples[loop_name, x, key].append(timing.wall / case.n * PER_TASK)
-                    cpu_samples[loop_name, x, key].append(timing.cpu / case.n * PER_TASK)
+                    samples[loop_name, x, key].append(timing.wall / case.tasks * PER_TASK)
+                    cpu_samples[loop_name, x, key].append(timing.cpu / case.tasks * PER_TASK)
                     gc_shares[loop_name, x, key].append(min(clock.seconds / timing.wall, 1.0))
     result = []
     for loop_name in loops:
@@ -113,7 +114,7 @@ def _curve(
                         system=key,
                         floor=floor,
                         x=x,
-                        n=case.n,
+                        n=case.tasks,
                         reps=reps,
                         us_per_task=us,
                         us_min=min(values),
@@ -144,11 +145,16 @@ def depth_reps(n: int, budget: int) -> int:
 def run_depth_curve(
     loops: dict[str, LoopFactory], depths: list[int], budget: int
 ) -> list[CurvePoint]:
-    """``n`` trivial tasks submitted at once (so up to ``n`` queued) through 8 workers."""
-    points = [
-        (n, Case(trivial, n, WORKERS, submitters_for(WORKERS)), depth_reps(n, budget))
-        for n in depths
-    ]
+    """``n`` trivial tasks submitted at once (so up to ``n`` queued) through 8 workers.
+
+    Below ``_MIN_TIMED`` tasks a measurement submits and gathers ``n`` several times:
+    1,000 trivial tasks take 3 ms, shorter than one time slice another process takes.
+    """
+    points = []
+    for n in depths:
+        batches = max(1, _MIN_TIMED // n)
+        case = Case(trivial, n, WORKERS, submitters_for(WORKERS), batches)
+        points.append((n, case, depth_reps(case.tasks, budget)))
     return _curve("queued", loops, points, _DEPTH_SYSTEMS)
 
 

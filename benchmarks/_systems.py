@@ -139,7 +139,8 @@ async def raw_gather(case: Case) -> Timing:
     async with raw_pool(case.concurrency) as pool:
         stop = stopwatch()
         submit, fn = pool.submit, case.fn
-        await asyncio.gather(*[submit(fn) for _ in range(case.n)])
+        for _ in range(case.batches):
+            await asyncio.gather(*[submit(fn) for _ in range(case.n)])
         return stop()
 
 
@@ -227,7 +228,8 @@ async def tasker_submit_gather(case: Case, collector: MetricsCollector | None = 
     async with tasker(case.concurrency, collector) as manager:
         stop = stopwatch()
         submit, fn = manager.submit, case.fn
-        await asyncio.gather(*[submit(fn) for _ in range(case.n)])
+        for _ in range(case.batches):
+            await asyncio.gather(*[submit(fn) for _ in range(case.n)])
         return stop()
 
 

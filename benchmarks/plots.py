@@ -265,6 +265,10 @@ def write_scaling(run: dict[str, Any], targets: Sequence[Path]) -> list[Path]:
     for ax, (points, tasker, title, xlabel) in zip(axes, panels, strict=True):
         _growth_panel(ax, points, tasker, title)
         ax.set_xlabel(xlabel)
+        if max(p["x"] for p in points) >= 100 * min(p["x"] for p in points):
+            # The queued curve spans three decades and the floor can grow 10x along it.
+            ax.set_yscale("log")
+            _plain_log(ax.yaxis)
     axes[0].set_ylabel("growth (1 = no growth)")
     _legend_below(figure, list(axes), columns=4)
     return _save(figure, "scaling.png", targets)
