@@ -62,29 +62,31 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout.strip()
+
+
 def environment() -> dict[str, Any]:
-    """Machine, Python, loop and package versions, and the commit measured."""
+    """Machine, Python, loop and package versions, and the commits measured.
+
+    ``engine`` is the last commit that changed tasker_aio/: what a before/after
+    comparison of the engine should quote (the benchmarks may have moved on since).
+    """
     from ._systems import peer_versions
 
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent.parent,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "tasker_aio"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent.parent,
-        ).stdout.strip()
-        if dirty:
-            commit += " + uncommitted changes in tasker_aio/"
+        commit = _git("rev-parse", "--short", "HEAD")
+        engine = _git("log", "-1", "--format=%h", "--", "tasker_aio")
+        if _git("status", "--porcelain", "--", "tasker_aio"):
+            engine += " + uncommitted changes in tasker_aio/"
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+        commit = engine = "unknown"
     return {
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
@@ -92,6 +94,7 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "versions": peer_versions(),
         "commit": commit,
+        "engine": engine,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
     }
@@ -122,7 +125,8 @@ class Report:
         env = self.env
         versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
         parts = [
-            f"tasker_aio benchmarks ({self.mode} run, commit {env['commit']}, {env['date']})",
+            f"tasker_aio benchmarks ({self.mode} run, commit {env['commit']}, tasker_aio/ at"
+            f" {env['engine']}, {env['date']})",
             f"{env['python']} on {env['platform']}, {env['cpus']} CPUs",
             f"versions: {versions}",
         ]
