@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, mypy and examples by default; benchmarks and soak opt-in."""
+"""Developer sessions: tests, lint, mypy, examples, docs by default; benchmarks and soak opt-in."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "mypy", "examples"]
+nox.options.sessions = ["tests", "lint", "mypy", "examples", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ROOT = Path(__file__).parent
+PYTHONS = ["3.11", "3.12", "3.13"]  # what CI covers; .ci/run finds them under pyenv
 
 
 def install(session: nox.Session, *groups: str, extras: str = "") -> None:
@@ -22,9 +23,9 @@ def install(session: nox.Session, *groups: str, extras: str = "") -> None:
     session.install("-e", f".[{extras}]" if extras else ".", *requirements)
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, web integration tests included."""
+    """The test suite on each supported Python, web integration tests included."""
     install(session, "test", extras="web")
     session.run("pytest", *session.posargs)
 
@@ -49,9 +50,20 @@ def examples(session: nox.Session) -> None:
     """Run every example program; each must exit 0."""
     install(session, extras="web")
     for example in sorted((ROOT / "examples").glob("*.py")):
-        if example.name.startswith(("fastapi_", "aiohttp_")):
-            continue  # servers: started and queried by their tests instead
+        if example.name.startswith(("fastapi_", "aiohttp_", "postgres_")):
+            continue  # servers, or needing one: started and queried by their tests instead
         session.run("python", str(example))
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with ``mkdocs build --strict`` (into ``site/``).
+
+    ``-- --site-dir DIR`` builds elsewhere; a broken link, anchor or API reference fails.
+    """
+    # mkdocstrings reads the package's source; it need not be installed.
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(default=False)

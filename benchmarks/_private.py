@@ -7,32 +7,56 @@ a manager it did not change.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tasker_aio import TaskManager
-
-__all__ = ["stretch_turn_budget", "switch_metrics_hooks_off"]
+__all__ = ["metrics_hooks_off", "stretch_turn_budget"]
 
 _DISCARD: Any = id  # a C builtin taking one argument: the cheapest call there is
-_METRICS_HOOKS = ("_arrived", "_completed", "_failed")
+# Where TaskManager.__init__ finds the function that gives it its per-task metrics
+# hooks (tasker_aio/_engine/recording.py, imported into the manager's module).
+_RECORDERS_HOME = "tasker_aio._manager"
+_RECORDERS = "recorders"
+# Where the workers' fairness budget lives.
+_BUDGET_HOME = "tasker_aio._engine.workers"
+_BUDGET = "_TURN_BUDGET"
 
 
-def switch_metrics_hooks_off(manager: TaskManager[Any, Any]) -> None:
-    """Replace the manager's per-task metrics hooks with a no-op builtin.
+def _noop() -> None:
+    pass
+
+
+def _private(module_name: str, name: str, function: str) -> Any:
+    """``module_name`` itself, after checking it still has ``name``."""
+    module = importlib.import_module(module_name)
+    if not hasattr(module, name):
+        raise RuntimeError(f"{module_name}.{name} moved: re-point benchmarks._private.{function}")
+    return module
+
+
+@contextmanager
+def metrics_hooks_off() -> Iterator[None]:
+    """Managers built inside get metrics hooks that do nothing.
 
     The metrics-cost section needs a true zero to subtract: a no-op MetricsCollector
-    still costs its Python calls. The hooks are the callables the hot path calls on
-    arrival, completion and failure (``recorders()`` in ``tasker_aio/_metrics.py``).
-    Call it before the manager's workers first run: they read the hooks once.
+    still costs its Python calls. A manager takes its per-task hooks (arrival,
+    completion, failure, retry, tidy) from ``recorders()`` once, as it is built; this
+    swaps that function for one returning C builtins and no-ops.
     """
-    missing = [name for name in _METRICS_HOOKS if not hasattr(manager, name)]
-    if missing:
-        raise RuntimeError(
-            f"tasker_aio's private metrics hooks moved ({missing!r} not found):"
-            " re-point benchmarks._private.switch_metrics_hooks_off"
-        )
-    for name in _METRICS_HOOKS:
-        setattr(manager, name, _DISCARD)
+    module = _private(_RECORDERS_HOME, _RECORDERS, "metrics_hooks_off")
+    from tasker_aio._metrics import Recorders
+
+    def off(*_args: object) -> Recorders:
+        return Recorders(_DISCARD, _DISCARD, _DISCARD, _noop, _noop)
+
+    real = getattr(module, _RECORDERS)
+    setattr(module, _RECORDERS, off)
+    try:
+        yield
+    finally:
+        setattr(module, _RECORDERS, real)
 
 
 def stretch_turn_budget(seconds: float) -> None:
@@ -41,13 +65,7 @@ def stretch_turn_budget(seconds: float) -> None:
     For instruction counts only: under valgrind everything runs about 50x slower while
     the clock does not, so the yield fires on nearly every task instead of every few
     dozen, and the count would depend on how fast the machine ran valgrind that day.
-    Stretched, the counts repeat exactly. Managers made after the call see it.
+    Stretched, the counts repeat. Managers made after the call see it.
     """
-    from tasker_aio import _manager
-
-    if not hasattr(_manager, "_TURN_BUDGET"):
-        raise RuntimeError(
-            "tasker_aio._manager._TURN_BUDGET moved: re-point"
-            " benchmarks._private.stretch_turn_budget"
-        )
-    _manager._TURN_BUDGET = seconds
+    module = _private(_BUDGET_HOME, _BUDGET, "stretch_turn_budget")
+    setattr(module, _BUDGET, seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
@@ -21,7 +21,7 @@ import tasker_aio
 from tasker_aio import Config, MetricsCollector, TaskLifecycleTimestamps, TaskManager, TaskMetrics
 
 from ._common import Case, Runner, Style, TaskFn, Timing, split, stopwatch
-from ._private import switch_metrics_hooks_off
+from ._private import metrics_hooks_off
 
 __all__ = [
     "METRICS_OFF",
@@ -192,9 +192,9 @@ async def tasker(
         burst_interval=None,
         collector=collector,
     )
-    async with TaskManager[object, int](config) as manager:
-        if hooks_off:
-            switch_metrics_hooks_off(manager)
+    with metrics_hooks_off() if hooks_off else nullcontext():
+        manager = TaskManager[object, int](config)
+    async with manager:
         # Let the workers reach their first wait, as raw_pool does: the timed part must
         # not include starting them (a thousand, in the widest workloads).
         await asyncio.sleep(0)

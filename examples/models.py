@@ -18,9 +18,9 @@ class Probe:
 
     def __init__(self) -> None:
         self.ran: list[int] = []  # n of each prediction a worker started
-        self.disconnected: list[
-            int
-        ] = []  # n of each request whose client went away (or handler was cancelled)
+        self.finished: list[int] = []  # n of each prediction that ran to completion
+        # n of each request whose client went away (or whose handler was cancelled)
+        self.disconnected: list[int] = []
         self.gate = asyncio.Event()  # a prediction finishes only once this is set
         self.gate.set()
         self._changed = asyncio.Event()
@@ -46,6 +46,7 @@ class Model:
         self.probe.note(self.probe.ran, n)
         await self.probe.gate.wait()
         await asyncio.sleep(delay)  # pretend to run inference
+        self.probe.note(self.probe.finished, n)
         return {"input": n, "output": n * n, "model": self.ident}
 
 

@@ -17,10 +17,10 @@ from ._exceptions import QueueFullError as QueueFullError
 from ._exceptions import ResourceCreationError as ResourceCreationError
 from ._exceptions import TaskerError as TaskerError
 from ._manager import TaskManager as TaskManager
-from ._metrics import TaskLifecycleTimestamps as TaskLifecycleTimestamps
-from ._metrics import TaskMetrics as TaskMetrics
-from ._metrics import TaskStats as TaskStats
 from ._metrics import new_collector as new_collector
+from ._snapshots import TaskLifecycleTimestamps as TaskLifecycleTimestamps
+from ._snapshots import TaskMetrics as TaskMetrics
+from ._snapshots import TaskStats as TaskStats
 from ._types import Logger as Logger
 from ._types import MetricsCollector as MetricsCollector
 

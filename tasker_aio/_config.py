@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -131,6 +132,11 @@ def resolve(config: Config[R]) -> Settings[R]:
         value = getattr(config, name)
         if value is not None and not callable(value):
             raise ConfigError(f"{name} must be callable or None, got {value!r}")
+        if inspect.iscoroutinefunction(value):
+            raise ConfigError(
+                f"{name} must be a plain function returning at once (it is called between"
+                f" a task's failure and its answer), got the async function {value!r}"
+            )
     logger = config.logger
     if logger is not None and not _has_methods(logger, ("debug", "info", "warning", "error")):
         raise ConfigError(f"logger must have debug/info/warning/error methods, got {logger!r}")

@@ -6,14 +6,12 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Any, Generic
 
+from ._engine.admission import Admission
+from ._engine.queues import NEW, Task
 from ._exceptions import ManagerStoppedError
-from ._queue import NEW, Task, route_index
 from ._types import E, R, T
-
-if TYPE_CHECKING:
-    from ._manager import TaskManager
 
 __all__ = ["MapIterator"]
 
@@ -31,7 +29,8 @@ class MapIterator(Generic[R, T, E]):
 
     def __init__(
         self,
-        manager: TaskManager[R, E],
+        admission: Admission,
+        forget: Callable[[Task[Any, Any]], None],
         fn: Callable[[R, T], Awaitable[E]],
         items: Iterable[T] | AsyncIterable[T],
         priority: bool,
@@ -39,7 +38,8 @@ class MapIterator(Generic[R, T, E]):
         max_in_flight: int,
     ) -> None:
         self._in_flight: deque[Task[R, E]] = deque()  # submission order
-        self._manager = manager
+        self._admission = admission
+        self._forget = forget
         self._fn = fn
         self._sync: Any = None
         self._async: AsyncIterator[T] | None = None
@@ -49,7 +49,7 @@ class MapIterator(Generic[R, T, E]):
             self._sync = iter(items)
         else:
             raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
-        self._route = route_index(priority, once=False)
+        self._route = admission.route(priority, once=False)
         self._ordered = ordered
         self._limit = max_in_flight
         self._done: deque[Task[R, E]] = deque()  # completion order (unordered)
@@ -57,13 +57,20 @@ class MapIterator(Generic[R, T, E]):
         self._exhausted = False
         self._closed = False
         self._refused: BaseException | None = None  # raised once in-flight work is yielded
+        self._busy = False  # a consumer is inside __anext__
 
     def __aiter__(self) -> MapIterator[R, T, E]:
         return self
 
     async def __anext__(self) -> E:
+        if self._busy:  # as an async generator refuses to be run twice at once
+            raise RuntimeError(
+                "anext(): this map() iterator is already being awaited by another task;"
+                " give each consumer its own map()"
+            )
         if self._closed:
             raise StopAsyncIteration
+        self._busy = True
         try:
             await self._fill()
             if not self._in_flight:
@@ -77,6 +84,8 @@ class MapIterator(Generic[R, T, E]):
         except BaseException:
             self._cancel_in_flight()
             raise
+        finally:
+            self._busy = False
 
     async def _fill(self) -> None:
         fn = self._fn
@@ -93,12 +102,11 @@ class MapIterator(Generic[R, T, E]):
                 except StopIteration:
                     self._exhausted = True
                     return
-            manager = self._manager
             # Unwatched: the futures stay inside the iterator, which drops their tasks.
-            task = manager._offer(_bind(fn, item), manager._routes[self._route], False)
+            task: Task[R, E] = self._admission.offer(_bind(fn, item), self._route, False)
             try:
                 if task.state == NEW:
-                    await manager._admit_waiting(task)
+                    await self._admission.wait_for_room(task)
             except ManagerStoppedError as exc:  # stop(): finish what was accepted first
                 self._exhausted = True
                 self._refused = exc
@@ -133,7 +141,7 @@ class MapIterator(Generic[R, T, E]):
             # Settle it here and now, so nothing is left queued once we return; a
             # future already cancelled was the one our consumer awaited.
             if future.cancel() or future.cancelled():
-                self._manager._forget(task)
+                self._forget(task)
             else:
                 future.exception()  # dropped unread: mark it retrieved, asyncio won't log it
         self._done.clear()

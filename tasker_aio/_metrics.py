@@ -1,4 +1,4 @@
-"""Snapshots (TaskStats, TaskMetrics) and the default HDR-histogram collector.
+"""The default HDR-histogram collector, and the manager's hooks into any collector.
 
 The default collector keeps the per-task cost to a few list appends and integer
 increments: durations are buffered as floats and folded into the HDR histograms in
@@ -12,31 +12,21 @@ they fall to zero once the load stops instead of averaging over the manager's li
 from __future__ import annotations
 
 import math
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import accumulate
 from math import floor
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
 from ._exceptions import ConfigError
+from ._snapshots import TaskLifecycleTimestamps, TaskMetrics
 
-if TYPE_CHECKING:
-    from ._types import MetricsCollector
-
-__all__ = [
-    "HdrCollector",
-    "TaskLifecycleTimestamps",
-    "TaskMetrics",
-    "TaskStats",
-    "new_collector",
-    "outcome",
-    "recorders",
-]
+__all__ = ["HdrCollector", "Outcome", "Recorders", "new_collector", "outcome", "stamps"]
 
 _TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latencies
 _TICKS = float(_TICKS_PER_S)
@@ -46,67 +36,13 @@ _SAMPLE_EVERY = 4  # a full batch gives the histogram every 4th value (see fold)
 _BUCKETS = 20  # time buckets per rate window
 
 
-class TaskLifecycleTimestamps(NamedTuple):
-    """When a task was queued, started and finished (``time.monotonic()`` seconds).
-
-    For a re-run task, ``queued_at`` is when it was last re-queued.
-    """
-
-    queued_at: float
-    started_at: float
-    finished_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStats:
-    """A consistent snapshot of the manager's state.
-
-    ``active_workers == base_workers + burst_workers``: workers alive and ready to take
-    tasks. Workers still creating their resource are not counted.
-    """
-
-    base_workers: int
-    active_workers: int
-    burst_workers: int
-    queued_tasks: int
-    priority_tasks: int
-    running_tasks: int
-    available_resources: int
-
-
-@dataclass(frozen=True, slots=True)
-class TaskMetrics:
-    """Performance metrics; durations in seconds, rates in tasks per second.
-
-    Execution and wait times describe completed tasks; failures are counted, not timed.
-    """
-
-    average_execution_time: float = 0.0
-    min_execution_time: float = 0.0
-    max_execution_time: float = 0.0
-    p50_execution_time: float = 0.0
-    p95_execution_time: float = 0.0
-    p99_execution_time: float = 0.0
-    average_wait_time: float = 0.0
-    p95_wait_time: float = 0.0
-    p99_wait_time: float = 0.0
-    task_arrival_rate: float = 0.0
-    task_completion_rate: float = 0.0
-    total_tasks_arrived: int = 0
-    total_tasks_completed: int = 0
-    total_tasks_failed: int = 0
-    total_tasks_retried: int = 0
-    success_rate: float = 0.0
-    failure_rate: float = 0.0
-
-
 class _WindowRate:
     """Events per second over the last ``window`` seconds, in fixed time buckets."""
 
-    __slots__ = ("_buckets", "_start", "_width", "_window", "current", "end")
+    __slots__ = ("_buckets", "_start", "_width", "current", "end", "window")
 
     def __init__(self, window: float, now: float) -> None:
-        self._window = window
+        self.window = window
         self._width = window / _BUCKETS
         self._buckets = [0] * _BUCKETS  # ring of finished buckets, oldest first
         self.current = 0  # events in the bucket that ends at self.end
@@ -146,7 +82,7 @@ class _WindowRate:
         # The ring holds the _BUCKETS - 1 newest finished buckets plus the current one.
         events = sum(self._buckets[1:]) + self.current
         current_start = self.end - self._width
-        span = min(now - self._start, self._window - self._width + (now - current_start))
+        span = min(now - self._start, self.window - self._width + (now - current_start))
         return events / span if span > 0 else 0.0
 
 
@@ -255,6 +191,29 @@ class HdrCollector:
         # Events not yet counted: arrival times, and flattened Outcome triples.
         self._arrival_log: list[float] = []
         self._completion_log: list[float] = []
+        # metrics() may be read from another thread while the loop's thread appends:
+        # folds take what is logged so far under this lock and leave later appends be.
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return (
+            f"<HdrCollector window={self._arrivals.window:g}s arrived={self._arrived}"
+            f" completed={self._completed} failed={self._failed} retried={self._retried}"
+            f" unfolded={len(self._arrival_log)}+{len(self._completion_log) // 3}>"
+        )
+
+    def recorders(self) -> Recorders:
+        """The manager's per-task hooks: the logs' own ``append`` and ``extend``.
+
+        Counting, rates and histograms are done later, in batches (see fold_if_long).
+        """
+        return Recorders(
+            self._arrival_log.append,
+            self._completion_log.extend,
+            self.record_failure,
+            self.record_retry,
+            self.fold_if_long,
+        )
 
     def record_arrival(self) -> None:
         self._arrival_log.append(self._clock())
@@ -270,18 +229,28 @@ class HdrCollector:
     def _fold(self) -> None:
         """Count the logged events and add their durations to the histograms.
 
-        The manager's hot path only appends to the logs (see recorders()); the work
+        The manager's hot path only appends to the logs (see recorders); the work
         of counting is done here, in batches, when the metrics are read or a worker
         reaches a slow point and finds the logs long (see fold_if_long()).
         """
-        arrivals, done = self._arrival_log, self._completion_log
-        if arrivals:
-            self._arrived += len(arrivals)
-            self._arrivals.add_all(arrivals)
-            arrivals.clear()
-        if done:
+        with self._lock:
+            self._fold_locked()
+
+    def _fold_locked(self) -> None:
+        # Take what is logged now; appends from another thread meanwhile stay for the
+        # next fold (``del log[:n]`` and ``extend`` of a triple are each atomic).
+        arrivals, log = self._arrival_log, self._completion_log
+        n = len(arrivals)
+        if n:
+            taken = arrivals[:n]
+            del arrivals[:n]
+            self._arrived += n
+            self._arrivals.add_all(taken)
+        n = len(log) // 3 * 3
+        if n:
+            done = log[:n]
+            del log[:n]
             finished, runs, waits = done[0::3], done[1::3], done[2::3]
-            done.clear()
             count = len(finished)
             self._completed += count
             self._completions.add_all(finished)
@@ -303,6 +272,10 @@ class HdrCollector:
         self._retried += 1
 
     def metrics(self) -> TaskMetrics:
+        with self._lock:
+            return self._metrics()
+
+    def _metrics(self) -> TaskMetrics:
         self._fold()
         now = self._clock()
         ex, wait = self._exec, self._wait
@@ -341,49 +314,21 @@ def outcome(queued_at: float, started_at: float, finished_at: float) -> Outcome:
     return (finished_at, finished_at - started_at, started_at - queued_at)
 
 
-def _stamps(result: Outcome) -> TaskLifecycleTimestamps:
+def stamps(result: Outcome) -> TaskLifecycleTimestamps:
+    """The TaskLifecycleTimestamps an Outcome was logged from, exactly."""
     finished_at, run, wait = result
     started_at = finished_at - run
     return TaskLifecycleTimestamps(started_at - wait, started_at, finished_at)
 
 
 class Recorders(NamedTuple):
-    """The manager's hooks into its collector; see recorders()."""
+    """The manager's hooks into its collector: one call per event on the hot path."""
 
     arrival: Callable[[float], None]
     completion: Callable[[Outcome], None]
     failure: Callable[[Outcome], None]
+    retry: Callable[[], None]
     tidy: Callable[[], None]  # called at workers' slow points: bounds buffered events
-
-
-def recorders(collector: MetricsCollector) -> Recorders:
-    """The manager's arrival, completion, failure and tidy hooks for ``collector``.
-
-    The first three are one call per task. The default collector's are its logs' own ``append``
-    and ``extend``, with the counting done later in batches; any other collector gets
-    the protocol's calls, with the TaskLifecycleTimestamps built for it.
-    """
-    if type(collector) is HdrCollector:
-        return Recorders(
-            collector._arrival_log.append,
-            collector._completion_log.extend,
-            collector.record_failure,
-            collector.fold_if_long,
-        )
-
-    def arrival(now: float) -> None:
-        collector.record_arrival()
-
-    def completion(result: Outcome) -> None:
-        collector.record_completion(_stamps(result))
-
-    def failure(result: Outcome) -> None:
-        collector.record_failure(_stamps(result))
-
-    def tidy() -> None:
-        pass
-
-    return Recorders(arrival, completion, failure, tidy)
 
 
 def new_collector(*, window: float = 10.0) -> HdrCollector:

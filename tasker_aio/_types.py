@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-if TYPE_CHECKING:
-    from ._metrics import TaskLifecycleTimestamps, TaskMetrics
+from ._snapshots import TaskLifecycleTimestamps, TaskMetrics
 
 __all__ = ["Callback", "E", "Logger", "MetricsCollector", "R", "T", "TaskFn"]
 

@@ -1311,8 +1311,9 @@ class Ledger:
             return "stopping"
         if self.queue_size and self._live(t.home) >= self.queue_size:
             return "full"
-        queue = self.manager._priority if t.home == "priority" else self.manager._main
-        if queue.putters:  # room goes first to awaiting callers in line (README)
+        admission = self.manager._admission
+        queue = admission.priority if t.home == "priority" else admission.main
+        if queue.line:  # room goes first to awaiting callers in line (README)
             return "full"
         return "accept"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tasker_aio import TaskManager, TaskMetrics, TaskStats
-from tasker_aio._burst import decide
+from tasker_aio._engine.scaling import decide
 
 from .helpers import Resource, Tracker, use
 

@@ -81,8 +81,8 @@ async def test_run_task_cancelled_while_destroying_temporary_resource() -> None:
         assert resources.problems(finished=True) == []
     finally:
         if manager.state != "stopped":  # unstick the leaked holder so nothing is left running
-            manager._holders = 0
-            manager._check_quiet()
+            manager._run.holders = 0
+            manager._run.check_quiet()
             await manager.stop()
 
 

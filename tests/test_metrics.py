@@ -133,7 +133,7 @@ async def test_logged_events_stay_bounded(make_manager: Make) -> None:
     from tasker_aio._metrics import _FOLD_AT
 
     async with make_manager(worker_count=2) as manager:
-        collector = manager._collector
+        collector = manager._settings.collector
         assert isinstance(collector, HdrCollector)
         for _ in range(3):
             await asyncio.gather(*[manager.queue_task_async(use()) for _ in range(_FOLD_AT)])
@@ -331,13 +331,13 @@ def test_full_batch_folds_a_weighted_sample() -> None:
 )
 def test_outcome_gives_back_the_exact_stamps(queued_at: float, wait: float, run: float) -> None:
     """A logged outcome turns back into bit-identical stamps for custom collectors."""
-    from tasker_aio._metrics import _stamps, outcome
+    from tasker_aio._metrics import outcome, stamps
 
     started_at = queued_at + wait
     finished_at = started_at + run
     # Nearby stamps, as monotonic times are for any wait and run shorter than the uptime.
     assume(started_at <= 2 * queued_at and finished_at <= 2 * started_at)
-    assert _stamps(outcome(queued_at, started_at, finished_at)) == (
+    assert stamps(outcome(queued_at, started_at, finished_at)) == (
         queued_at,
         started_at,
         finished_at,

@@ -14,10 +14,17 @@ def normalized(text: str) -> str:
 
 
 def test_every_python_snippet_is_in_an_example() -> None:
-    """Each ```python block of README.md appears verbatim in a file under examples/."""
+    """Each ```python block of README.md is verbatim in an example or a tested docs page.
+
+    The examples run in tests/test_examples.py; docs/web.md's blocks are served and
+    queried in tests/test_web_docs.py.
+    """
     snippets = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
     assert snippets, "README has no Python snippet"
     examples = {p.name: normalized(p.read_text()) for p in (ROOT / "examples").glob("*.py")}
+    web_page = (ROOT / "docs" / "web.md").read_text()
+    for block in re.findall(r'```python title="[\w.]+"\n(.*?)```', web_page, flags=re.DOTALL):
+        examples[f"docs/web.md: {block[:40]}"] = normalized(block)
     for snippet in snippets:
         body = normalized(snippet)
         assert any(body in text for text in examples.values()), body[:200]

@@ -69,7 +69,7 @@ async def test_burst_worker_sees_rerun_through_during_drain(
     async with make_manager(
         worker_count=1, max_worker_count=2, resource_pool_size=0, check_health=healthy
     ) as manager:
-        manager._spawn_worker(burst=True)  # a burst worker, as the burst loop would add
+        manager._workers.spawn(burst=True)  # a burst worker, as the burst loop would add
         await wait_until(lambda: manager.stats().burst_workers == 1)
         blocker_gate = asyncio.Event()
         blocker = manager.submit(use(gate=blocker_gate))
@@ -216,9 +216,9 @@ async def test_retired_worker_takes_work_that_just_arrived(make_manager: Make) -
     async with make_manager(worker_count=1, max_worker_count=2, resource_pool_size=0) as m:
         gate = asyncio.Event()
         blocker = m.submit(use(gate=gate))
-        m._spawn_worker(burst=True)
-        await wait_until(lambda: len(m._idle_burst) == 1)
-        assert m._retire(1, idle_for=0.0) == 1
+        m._workers.spawn(burst=True)
+        await wait_until(lambda: len(m._workers.idle.burst) == 1)
+        assert m._workers.retire(1, idle_for=0.0) == 1
         quick = m.submit(use("quick"))  # no idle worker left to wake
         assert await quick == "quick"
         gate.set()

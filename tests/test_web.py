@@ -1,16 +1,17 @@
 """The FastAPI and aiohttp examples, served for real on 127.0.0.1 and called over HTTP.
 
-Each test starts ``examples/fastapi_app.py`` under uvicorn (client: httpx) or
+Each test serves ``examples/fastapi_app.py`` under uvicorn (client: httpx) or
 ``examples/aiohttp_app.py`` under ``web.AppRunner`` (client: aiohttp) on a free port,
-inside the test's own event loop, so it can look at the app's task manager, its model
-loader and its probe (an ``asyncio.Event`` gate that holds tasks, and a record of what
-ran and which clients went away) directly; an :class:`Arrivals` metrics collector tells
-when a request's task has been queued. Servers are shut down even when a test fails.
+inside the test's own event loop (see ``tests/served.py``), so it can look at the app's
+task manager, its model loader and its probe (an ``asyncio.Event`` gate that holds
+tasks, and a record of what ran, what finished and which clients went away) directly;
+an :class:`Arrivals` metrics collector tells when a request's task has been queued.
 
-The last two tests pin what the frameworks themselves do when a client goes away,
-which is why the examples do what they do: uvicorn/Starlette never cancel the handler
-(so ``fastapi_app.cancel_on_disconnect`` watches for ``http.disconnect``), and aiohttp
-cancels it only with ``handler_cancellation=True``.
+``test_abandoned_requests`` reproduces the measurement of issue 17 in a bounded,
+deterministic form, with and without the library's protection: uvicorn/Starlette never
+cancel a handler whose client left (so the example awaits through
+``tasker_aio.fastapi.cancel_on_disconnect``), and aiohttp cancels it only with
+``handler_cancellation=True``.
 """
 
 from __future__ import annotations
@@ -31,65 +32,34 @@ pytest.importorskip("aiohttp")
 
 import aiohttp
 import httpx
-import uvicorn
 from aiohttp import web
 from fastapi import FastAPI, Request
 
 from examples import aiohttp_app, fastapi_app
-from examples.models import Model, ModelLoader, Probe
-from tasker_aio import (
-    TaskLifecycleTimestamps,
-    TaskManager,
-    TaskMetrics,
-    TaskStats,
-    new_collector,
+from examples.models import Model, ModelLoader, Prediction, Probe
+from tasker_aio import Config, TaskManager, TaskMetrics, TaskStats
+from tasker_aio.fastapi import get_task_manager
+
+from .served import (
+    WAIT,
+    AiohttpServer,
+    Arrivals,
+    UvicornServer,
+    eventually,
+    serve_aiohttp,
+    serve_asgi,
 )
 
 pytestmark = pytest.mark.web
 
-Loader = ModelLoader
-WAIT = 5.0  # seconds: the longest any awaited event may take before the test fails
-
-
-class Arrivals:
-    """The default metrics collector, also waking waiters at each arrival (a task queued)."""
-
-    def __init__(self) -> None:
-        self._collector = new_collector()
-        self.count = 0
-        self._changed = asyncio.Event()
-
-    def record_arrival(self) -> None:
-        self._collector.record_arrival()
-        self.count += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
-        self._collector.record_completion(stamps)
-
-    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
-        self._collector.record_failure(stamps)
-
-    def record_retry(self) -> None:
-        self._collector.record_retry()
-
-    def metrics(self) -> TaskMetrics:
-        return self._collector.metrics()
-
-    async def wait_for(self, count: int) -> None:
-        """Wait until ``count`` tasks in all have been accepted into the queues."""
-        async with asyncio.timeout(WAIT):
-            while self.count < count:
-                await self._changed.wait()
+ONE_WORKER = {"worker_count": 1, "max_worker_count": 1}  # no bursting: the order is fixed
+TWO_WORKERS = {"worker_count": 2, "max_worker_count": 2}
+CLIENT_TIMEOUT = 0.3  # seconds: the issue's client timeout; tasks are gated far longer
 
 
 def settings(**overrides: Any) -> dict[str, Any]:
     """``create_app`` arguments: quick model loads and an :class:`Arrivals` collector."""
     return {"load_cost": 0.005, "collector": Arrivals(), **overrides}
-
-
-ONE_WORKER = {"worker_count": 1, "max_worker_count": 1}  # no bursting: the order is fixed
 
 
 async def until(probe: Probe, condition: Callable[[], bool]) -> None:
@@ -98,75 +68,55 @@ async def until(probe: Probe, condition: Callable[[], bool]) -> None:
         await probe.wait_until(condition)
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Poll ``condition``: only for server internals that offer no event to wait on."""
-    async with asyncio.timeout(WAIT):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 class Served(ABC):
     """An example app being served on 127.0.0.1, with a client connected to it."""
 
     invalid_status: int  # answer to a request with a bad query parameter
     timeout_errors: tuple[type[BaseException], ...]  # what the client raises on a timeout
+    server: UvicornServer | AiohttpServer
 
-    def __init__(self, probe: Probe, loader: Loader, config: dict[str, Any]) -> None:
+    def __init__(self, probe: Probe, loader: ModelLoader, config: Config[Model]) -> None:
         self.probe = probe
         self.loader = loader
-        arrivals = config["collector"]
+        arrivals = config.collector
         assert isinstance(arrivals, Arrivals), "build the app with settings()"
         self.arrivals = arrivals
 
     @property
     @abstractmethod
-    def manager(self) -> TaskManager[Any, Any]: ...
+    def manager(self) -> TaskManager[Model, Prediction]: ...
 
     @abstractmethod
     async def get(self, path: str, *, client_timeout: float = WAIT) -> tuple[int, Any]:
         """GET ``path``; return the status and the decoded JSON body (None if empty)."""
 
-    @abstractmethod
     def closing(self) -> bool:
         """True once the server has stopped listening (its shutdown has begun)."""
+        return self.server.closing()
 
-    @abstractmethod
     async def shutdown(self) -> None:
         """Shut the server down gracefully, as on Ctrl+C, and wait until it is done."""
+        await self.server.shutdown()
 
 
-class UvicornServed(Served):
+class FastAPIServed(Served):
     invalid_status = 422
     timeout_errors = (httpx.TimeoutException,)
 
-    def __init__(
-        self,
-        app: FastAPI,
-        server: uvicorn.Server,
-        serving: asyncio.Task[None],
-        client: httpx.AsyncClient,
-    ) -> None:
-        super().__init__(app.state.probe, app.state.loader, app.state.settings)
+    def __init__(self, app: FastAPI, server: UvicornServer, client: httpx.AsyncClient) -> None:
+        super().__init__(app.state.probe, app.state.loader, app.state.config)
         self.app = app
         self.server = server
-        self.serving = serving
         self.client = client
 
     @property
-    def manager(self) -> TaskManager[Any, Any]:
-        manager: TaskManager[Any, Any] = self.app.state.manager
+    def manager(self) -> TaskManager[Model, Prediction]:
+        manager: TaskManager[Model, Prediction] = self.app.state.task_manager
         return manager
 
     async def get(self, path: str, *, client_timeout: float = WAIT) -> tuple[int, Any]:
         response = await self.client.get(path, timeout=client_timeout)
         return response.status_code, response.json() if response.content else None
-
-    def closing(self) -> bool:
-        return not any(listener.is_serving() for listener in self.server.servers)
-
-    async def shutdown(self) -> None:
-        self.server.should_exit = True
-        await self.serving
 
 
 class AiohttpServed(Served):
@@ -174,22 +124,15 @@ class AiohttpServed(Served):
     timeout_errors = (asyncio.TimeoutError,)
 
     def __init__(
-        self,
-        app: web.Application,
-        runner: web.AppRunner,
-        stop: asyncio.Event,
-        serving: asyncio.Task[None],
-        session: aiohttp.ClientSession,
+        self, app: web.Application, server: AiohttpServer, session: aiohttp.ClientSession
     ) -> None:
-        super().__init__(app[aiohttp_app.PROBE], app[aiohttp_app.LOADER], app[aiohttp_app.SETTINGS])
+        super().__init__(app[aiohttp_app.PROBE], app[aiohttp_app.LOADER], app[aiohttp_app.CONFIG])
         self.app = app
-        self.runner = runner
-        self.stop = stop
-        self.serving = serving
+        self.server = server
         self.session = session
 
     @property
-    def manager(self) -> TaskManager[Any, Any]:
+    def manager(self) -> TaskManager[Model, Prediction]:
         return self.app[aiohttp_app.MANAGER]
 
     async def get(self, path: str, *, client_timeout: float = WAIT) -> tuple[int, Any]:
@@ -198,93 +141,35 @@ class AiohttpServed(Served):
             body = await response.read()
             return response.status, await response.json() if body else None
 
-    def closing(self) -> bool:
-        return not self.runner.sites
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        await self.serving
-
 
 @asynccontextmanager
-async def serve_fastapi(app: FastAPI) -> AsyncIterator[UvicornServed]:
-    """Serve ``app`` under uvicorn on a free port; stop it gracefully on the way out."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="on",
-        log_level="warning",
-        log_config=None,
-        timeout_graceful_shutdown=int(WAIT),  # a failed test cannot hang the shutdown
-    )
-    server = uvicorn.Server(config)
-
-    async def run() -> None:
+async def serve_fastapi(app: FastAPI) -> AsyncIterator[FastAPIServed]:
+    """Serve the FastAPI example ``app`` under uvicorn, with an httpx client."""
+    async with (
+        serve_asgi(app) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
+        served = FastAPIServed(app, server, client)
         try:
-            await server.serve()
-        except SystemExit as exc:  # uvicorn exits this way when the lifespan fails
-            raise RuntimeError("uvicorn failed to start") from exc
-
-    serving = asyncio.create_task(run())
-    try:
-        await eventually(lambda: server.started or serving.done())
-        if serving.done():
-            await serving
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            served = UvicornServed(app, server, serving, client)
-            try:
-                yield served
-            finally:
-                served.probe.gate.set()  # let held tasks finish
-    finally:
-        server.should_exit = True
-        await serving
+            yield served
+        finally:
+            served.probe.gate.set()  # let held tasks finish
 
 
 @asynccontextmanager
-async def serve_aiohttp(
+async def serve_aiohttp_example(
     app: web.Application, *, handler_cancellation: bool = True
 ) -> AsyncIterator[AiohttpServed]:
-    """Serve ``app`` on a free port from a task of its own, as ``web.run_app`` does.
-
-    ``runner.setup()`` and ``runner.cleanup()`` (which enter and leave the app's
-    ``cleanup_ctx``, and so start and stop the TaskManager) run in that task, so a test
-    can shut the server down from another task while requests are in flight.
-    """
-    runner = web.AppRunner(
-        app, handler_cancellation=handler_cancellation, shutdown_timeout=WAIT, access_log=None
-    )
-    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        await runner.setup()
+    """Serve the aiohttp example ``app`` with ``web.AppRunner``, with an aiohttp client."""
+    async with (
+        serve_aiohttp(app, handler_cancellation=handler_cancellation) as server,
+        aiohttp.ClientSession(server.url) as session,
+    ):
+        served = AiohttpServed(app, server, session)
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port.set_result(runner.addresses[0][1])
-            await stop.wait()
+            yield served
         finally:
-            await runner.cleanup()
-
-    serving = asyncio.create_task(run())
-    try:
-        async with asyncio.timeout(WAIT):
-            either: list[asyncio.Future[Any]] = [port, serving]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        if serving.done():
-            await serving  # it failed to start: raise why
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port.result()}") as session:
-            served = AiohttpServed(app, runner, stop, serving, session)
-            try:
-                yield served
-            finally:
-                served.probe.gate.set()  # let held tasks finish
-    finally:
-        stop.set()
-        await serving
+            served.probe.gate.set()  # let held tasks finish
 
 
 @asynccontextmanager
@@ -295,15 +180,16 @@ async def serve(framework: str, **overrides: Any) -> AsyncIterator[Served]:
         async with serve_fastapi(fastapi_app.create_app(**settings(**overrides))) as served:
             yield served
     else:
-        async with serve_aiohttp(aiohttp_app.create_app(**settings(**overrides))) as served:
+        app = aiohttp_app.create_app(**settings(**overrides))
+        async with serve_aiohttp_example(app) as served:
             yield served
 
 
 async def abandon(served: Served, path: str, how: str) -> None:
-    """GET ``path`` with a short client timeout, or until this task is cancelled."""
+    """GET ``path`` with the short client timeout, or until this task is cancelled."""
     if how == "timeout":
         with pytest.raises(served.timeout_errors):
-            await served.get(path, client_timeout=0.3)
+            await served.get(path, client_timeout=CLIENT_TIMEOUT)
     else:
         await served.get(path)
         pytest.fail("the request was meant to be cancelled")
@@ -416,6 +302,92 @@ async def test_client_gone_while_running_cancels_task(framework: str) -> None:
         assert metrics["total_tasks_failed"] == 1  # cancelled while running: a failure
 
 
+def add_unprotected_route(app: FastAPI) -> None:
+    """``GET /plain/{n}``: ``/work/{n}`` as the obvious handler writes it, unprotected.
+
+    It awaits ``manager.queue_task`` directly (no ``cancel_on_disconnect``), and only
+    records when uvicorn reports the client gone, without acting on it.
+    """
+    probe: Probe = app.state.probe
+
+    async def plain(request: Request, n: int) -> Prediction:
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            probe.note(probe.disconnected, n)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            manager: TaskManager[Model, Prediction] = await get_task_manager(request)
+            return await manager.queue_task(lambda model: model.predict(n, 0))
+        finally:
+            watcher.cancel()
+
+    app.add_api_route("/plain/{n}", plain)
+
+
+@asynccontextmanager
+async def serve_for_measurement(framework: str, protected: bool) -> AsyncIterator[Served]:
+    """The example on two workers; ``protected=False`` is the app built the obvious way."""
+    served: Served
+    if framework == "fastapi":
+        app = fastapi_app.create_app(**settings(**TWO_WORKERS))
+        add_unprotected_route(app)
+        async with serve_fastapi(app) as served:
+            yield served
+    else:
+        example = aiohttp_app.create_app(**settings(**TWO_WORKERS))
+        async with serve_aiohttp_example(example, handler_cancellation=protected) as served:
+            yield served
+
+
+@pytest.mark.parametrize("protected", [True, False], ids=["protected", "unprotected"])
+async def test_abandoned_requests(framework: str, protected: bool) -> None:
+    """Issue 17's measurement: requests whose clients time out never run to completion.
+
+    24 requests while tasks are held at the gate; every other client gives up after
+    0.3 s. Protected (``cancel_on_disconnect``; ``handler_cancellation=True``), none of
+    the abandoned tasks completes and the patient ones all do. Unprotected (the handler
+    awaits ``queue_task`` directly; aiohttp's default), every abandoned task still runs
+    to completion once the gate opens: the behaviour the issue measured.
+    """
+    count = 24
+    abandoned = set(range(1, count + 1, 2))
+    patient = set(range(2, count + 1, 2))
+    path = "/work" if protected or framework == "aiohttp" else "/plain"
+    async with serve_for_measurement(framework, protected) as served:
+        probe, manager = served.probe, served.manager
+        probe.gate.clear()
+        async with asyncio.TaskGroup() as requests:
+            answers = {n: requests.create_task(served.get(f"{path}/{n}?delay=0")) for n in patient}
+            gone = [
+                requests.create_task(abandon(served, f"{path}/{n}", "timeout")) for n in abandoned
+            ]
+            await served.arrivals.wait_for(count)
+            await asyncio.wait(gone)  # every abandoned client has timed out
+            if protected:
+                await until(probe, lambda: abandoned <= set(probe.disconnected))
+                stats = manager.stats()
+                assert stats.queued_tasks + stats.running_tasks <= len(patient)
+            probe.gate.set()
+            if not protected:
+                await until(probe, lambda: abandoned <= set(probe.finished))
+        for n, answer in answers.items():
+            status, body = answer.result()
+            assert (status, body["output"]) == (200, n * n)
+        finished = set(probe.finished)
+        metrics = manager.metrics()
+        assert metrics.total_tasks_arrived == count
+        if protected:
+            assert finished == patient  # no abandoned task ran to completion
+            assert metrics.total_tasks_completed == len(patient)
+            # A task cancelled while running is a failure; one discarded from the queue is not.
+            assert metrics.total_tasks_failed == len(abandoned & set(probe.ran))
+        else:
+            assert finished == patient | abandoned  # every abandoned task ran anyway
+            assert metrics.total_tasks_completed == count
+
+
 async def test_server_shutdown_stops_manager_gracefully(framework: str) -> None:
     """Server shutdown lets running and queued requests finish, then stops the manager."""
     async with serve(framework, **ONE_WORKER) as served:
@@ -446,24 +418,8 @@ async def test_server_shutdown_stops_manager_gracefully(framework: str) -> None:
 async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
     """Pins uvicorn/Starlette: a handler whose client left is not cancelled; its task runs."""
     app = fastapi_app.create_app(**settings(**ONE_WORKER))
+    add_unprotected_route(app)
     probe: Probe = app.state.probe
-
-    async def plain(request: Request, n: int) -> dict[str, int]:
-        """/work/{n} without cancel_on_disconnect: it only records the disconnect."""
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            probe.note(probe.disconnected, n)
-
-        watcher = asyncio.create_task(watch())
-        try:
-            manager: TaskManager[Model, dict[str, int]] = request.app.state.manager
-            return await manager.queue_task(lambda model: model.predict(n, 0))
-        finally:
-            watcher.cancel()
-
-    app.add_api_route("/plain/{n}", plain)
     async with serve_fastapi(app) as served:
         probe.gate.clear()
         async with asyncio.TaskGroup() as requests:
@@ -473,24 +429,25 @@ async def test_uvicorn_does_not_cancel_handler_on_disconnect() -> None:
             await until(probe, lambda: 2 in probe.disconnected)  # uvicorn saw it go
             assert served.manager.stats().queued_tasks == 1  # ...and left its task queued
             probe.gate.set()
-            await until(probe, lambda: probe.ran == [1, 2])  # the abandoned task still ran
+            await until(probe, lambda: probe.finished == [1, 2])  # the abandoned task ran
 
 
 async def test_aiohttp_without_handler_cancellation_runs_abandoned_task() -> None:
     """Pins aiohttp: with handler_cancellation=False a queued task outlives its client."""
     app = aiohttp_app.create_app(**settings(**ONE_WORKER))
-    async with serve_aiohttp(app, handler_cancellation=False) as served:
+    async with serve_aiohttp_example(app, handler_cancellation=False) as served:
         probe = served.probe
         probe.gate.clear()
         async with asyncio.TaskGroup() as requests:
             requests.create_task(served.get("/work/1"))
             await until(probe, lambda: probe.ran == [1])
             await abandon(served, "/work/2", "timeout")
-            server = served.runner.server
+            assert isinstance(served.server, AiohttpServer)
+            server = served.server.runner.server
             assert server is not None
             # The server saw the client go: one connection (request 1's) is left open.
             await eventually(lambda: sum(c.transport is not None for c in server.connections) == 1)
             assert served.manager.stats().queued_tasks == 1  # ...and left its task queued
             probe.gate.set()
-            await until(probe, lambda: probe.ran == [1, 2])  # the abandoned task still ran
+            await until(probe, lambda: probe.finished == [1, 2])  # the abandoned task ran
         assert probe.disconnected == []  # its handler was never cancelled

@@ -6,23 +6,42 @@ never exceed the maximum. It retires only burst workers that have sat idle for a
 whole grace period with both queues empty. The two conditions cannot hold at once,
 which is the hysteresis that keeps a steady load from oscillating; and retiring
 depends on idleness, not on the rate window, so scale-down follows a stop quickly.
+
+The loop sees the manager only through a :class:`ScalingView` (read-only) and two
+:class:`ScalingActions`.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 
-from ._metrics import TaskMetrics, TaskStats
-from ._worker import READY
+from .._snapshots import TaskMetrics, TaskStats
+from .hooks import SafeLogger
 
-if TYPE_CHECKING:
-    from ._manager import TaskManager
+__all__ = ["ScalingActions", "ScalingView", "decide", "idle_grace", "run_scaling"]
 
-__all__ = ["decide", "idle_grace", "run_burst"]
+
+@dataclass(frozen=True, slots=True)
+class ScalingView:
+    """What the scaling loop may read."""
+
+    running: Callable[[], bool]
+    metrics: Callable[[], TaskMetrics | None]  # the collector's; None if it failed
+    stats: Callable[[], TaskStats]
+    # (workers holding a slot without being ready, burst workers idle for the grace)
+    slots: Callable[[float], tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingActions:
+    """What the scaling loop may do."""
+
+    add: Callable[[int], None]  # start this many burst workers
+    retire: Callable[[int, float], int]  # retire up to n burst workers idle for s; how many
 
 
 def idle_grace(interval: float) -> float:
@@ -65,40 +84,28 @@ def decide(
     return max(0, min(deficit - creating, backlog, room))
 
 
-async def run_burst(manager: TaskManager[Any, Any]) -> None:
-    """Every ``burst_interval`` seconds, apply :func:`decide`."""
-    m = manager
-    settings = m._settings
-    interval = settings.burst_interval
-    assert interval is not None
+async def run_scaling(
+    view: ScalingView,
+    act: ScalingActions,
+    *,
+    interval: float,
+    maximum: int,
+    logger: SafeLogger,
+) -> None:
+    """Every ``interval`` seconds, apply :func:`decide` while the manager runs."""
     grace = idle_grace(interval)
-    with anyio.CancelScope() as scope:
-        m._burst_scope = scope
-        while m.state == "running":
-            await anyio.sleep(interval)
-            try:
-                metrics = m._collector.metrics()
-            except Exception as exc:
-                m._logger.error("metrics collector raised %r; skipping a scaling step", exc)
-                continue
-            now = time.monotonic()
-            creating = idle_burst = 0
-            for worker in m._workers:
-                if worker.phase != READY:  # creating or closing: still holds a slot
-                    creating += 1
-                elif worker.spare(now, grace):
-                    idle_burst += 1
-            change = decide(
-                metrics,
-                m.stats(),
-                maximum=settings.max_worker_count,
-                creating=creating,
-                idle_burst=idle_burst,
-            )
-            if change > 0 and m.state == "running":
-                m._logger.info("adding %d burst workers", change)
-                for _ in range(change):
-                    m._spawn_worker(burst=True)
-            elif change < 0:
-                retired = m._retire(-change, grace)
-                m._logger.info("retired %d idle burst workers", retired)
+    while view.running():
+        await anyio.sleep(interval)
+        metrics = view.metrics()
+        if metrics is None:  # the collector failed (logged): skip this step
+            continue
+        creating, idle_burst = view.slots(grace)
+        change = decide(
+            metrics, view.stats(), maximum=maximum, creating=creating, idle_burst=idle_burst
+        )
+        if change > 0 and view.running():
+            logger.info("adding %d burst workers", change)
+            act.add(change)
+        elif change < 0:
+            retired = act.retire(-change, grace)
+            logger.info("retired %d idle burst workers", retired)
