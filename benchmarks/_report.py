@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import platform
 import subprocess
@@ -294,18 +293,36 @@ class Report:
 
     def _render_metrics(self) -> str:
         n = self.metrics_cost[0].n
-        off = {(r.loop, r.style): r.us_per_task for r in self.metrics_cost if "off" in r.system}
+        off = {(r.loop, r.style): r for r in self.metrics_cost if "off" in r.system}
         rows = []
         for r in self.metrics_cost:
             # What a collector adds over no metrics at all (the hooks-off row).
-            cost = r.us_per_task - off[r.loop, r.style] if "collector" in r.system else math.nan
+            zero = off[r.loop, r.style]
+            collector = "collector" in r.system
             rows.append(
-                [f"{r.loop} / {r.style} / {r.system}", r.us_per_task, r.ratio_to_floor, cost]
+                [
+                    f"{r.loop} / {r.style} / {r.system}",
+                    r.us_per_task,
+                    r.ratio_to_floor,
+                    r.us_per_task - zero.us_per_task if collector else None,
+                    r.cpu_us_per_task,
+                    r.cpu_us_per_task - zero.cpu_us_per_task if collector else None,
+                ]
             )
         return (
             f"== Metrics cost: trivial tasks, 8 workers, {n:,} tasks, median of"
             f" {len(self.metrics_cost[0].samples_us)} ==\n"
-            + table(["loop / style / system", "us/task", "x floor", "collector us/task"], rows)
+            + table(
+                [
+                    "loop / style / system",
+                    "us/task",
+                    "x floor",
+                    "collector us/task",
+                    "cpu us/task",
+                    "collector cpu us",
+                ],
+                rows,
+            )
         )
 
     @staticmethod
