@@ -12,9 +12,9 @@ Under valgrind the code runs about 50x slower while the clock does not, so anyth
 timed fires far more often than natively: tasker_aio's fairness yield (after 1 ms of
 back-to-back work shared among the workers) would fire on nearly every task, adding
 3-5k instructions a task that depend on how fast valgrind ran that day. The children
-stretch that budget (see ``benchmarks._private``) so the counts repeat exactly;
-natively the yield costs a few hundred instructions a task at most.
-``--timed-yields`` leaves it alone.
+stretch that budget (see ``benchmarks._private``) so the counts repeat. Natively, with
+64 or 1,000 workers, the yield fires on most tasks too (each worker's share is 1 ms /
+workers): a cost these counts leave out. ``--timed-yields`` leaves the budget alone.
 """
 
 from __future__ import annotations
