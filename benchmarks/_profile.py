@@ -68,7 +68,7 @@ def _name(key: Key) -> str:
     if filename == "~":
         return function
     if filename.startswith(_PACKAGE):
-        return f"tasker_aio/{Path(filename).name}:{line} {function}"
+        return f"tasker_aio/{Path(filename).relative_to(_PACKAGE).as_posix()}:{line} {function}"
     return f"{Path(filename).name}:{line} {function}"
 
 
