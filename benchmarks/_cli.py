@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only SECTION ...]``: run, print, write JSON."""
+"""``python -m benchmarks [--quick] [--only SECTION ...] [--plots]``: run, print, write JSON."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
-from ._common import loop_factories, progress, workloads
+from . import load_step, plots
+from ._common import loop_factories, progress, run_on, workloads
 from ._memory import run_memory
 from ._metrics_cost import run_metrics_cost
 from ._profile import run_profile
@@ -19,8 +21,18 @@ from ._throughput import run_throughput
 
 __all__ = ["main"]
 
-SECTIONS = ("throughput", "memory", "workers", "queued", "lag", "metrics", "profile")
+SECTIONS = (
+    "throughput",
+    "memory",
+    "workers",
+    "queued",
+    "lag",
+    "metrics",
+    "profile",
+    "loadstep",
+)
 RESULTS = Path(__file__).parent / "results"
+_LOAD_STEP_SAMPLE = 0.05  # seconds between samples: every change of workers shows
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class Plan:
     lag_reps: int
     metrics_n: int
     profile_n: int
+    load_step: bool  # part of the run by default (a quick run draws it for --plots only)
 
 
 FULL = Plan(
@@ -51,14 +64,15 @@ FULL = Plan(
     workers_n=30_000,
     workers_reps=3,
     depths=(1_000, 10_000, 100_000, 1_000_000),
-    depth_budget=300_000,
+    depth_budget=200_000,
     lag_n=100_000,
     lag_reps=3,
     metrics_n=30_000,
     profile_n=50_000,
+    load_step=True,
 )
 QUICK = Plan(
-    reps=3,
+    reps=2,
     warmup=False,
     memory_n=5_000,
     memory_reps=1,
@@ -66,11 +80,12 @@ QUICK = Plan(
     workers_n=3_000,
     workers_reps=3,
     depths=(1_000, 10_000, 100_000),
-    depth_budget=50_000,
+    depth_budget=30_000,
     lag_n=50_000,
     lag_reps=1,
     metrics_n=3_000,
     profile_n=5_000,
+    load_step=False,
 )
 
 
@@ -80,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         description="tasker_aio against the raw asyncio floor and its peers.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run of about 20 s: fewer tasks and reps"
+        "--quick", action="store_true", help="a smoke run of about 30 s: fewer tasks and reps"
     )
     parser.add_argument(
         "--only",
@@ -89,13 +104,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECTION",
         help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
     )
-    parser.add_argument("--reps", type=int, help="interleaved repetitions (default 5, quick 3)")
+    parser.add_argument("--reps", type=int, help="interleaved repetitions (default 5, quick 2)")
     parser.add_argument(
         "--tasks",
         type=int,
-        help="tasks per throughput measurement, for every workload (default 10,000; quick 1-2k)",
+        help="tasks per throughput measurement, for every workload (default 800-10,000)",
     )
     parser.add_argument("--no-uvloop", action="store_true", help="the default loop only")
+    parser.add_argument(
+        "--plots",
+        action="store_true",
+        help="also draw the run as PNGs in benchmarks/results/ (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--docs-images", action="store_true", help="with --plots, also write them to docs/images/"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -105,9 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _default_output(quick: bool, partial: bool) -> str:
+def _default_output(quick: bool, only: bool) -> str:
     """latest.json for a full run of every section; a partial or quick run goes aside."""
-    if partial:
+    if only:
         return "partial.json"
     return "quick.json" if quick else "latest.json"
 
@@ -121,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tasks is not None and args.tasks < 1:
         raise SystemExit("--tasks must be at least 1")
     sections = set(args.only or SECTIONS)
+    if not (args.only or plan.load_step or args.plots):
+        sections.discard("loadstep")  # 7 s of a 30 s quick run, for a picture
+    if args.docs_images and not args.plots:
+        raise SystemExit("--docs-images draws the plots: add --plots")
+    if args.plots:
+        plots.require_matplotlib()  # now, not after a five-minute run
     started = time.perf_counter()
 
     report = Report(mode="quick" if args.quick else "full", reps=reps, env=environment())
@@ -141,20 +170,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.memory = run_memory(default_loop, plan.memory_n, plan.memory_reps)
     if "workers" in sections:
         report.workers_curve = run_worker_curve(
-            default_loop, list(plan.worker_counts), plan.workers_n, plan.workers_reps
+            loops, list(plan.worker_counts), plan.workers_n, plan.workers_reps
         )
     if "queued" in sections:
-        report.queued_curve = run_depth_curve(default_loop, list(plan.depths), plan.depth_budget)
+        report.queued_curve = run_depth_curve(loops, list(plan.depths), plan.depth_budget)
     if "lag" in sections:
         report.lag = run_lag(loops, plan.lag_n, plan.lag_reps)
     if "metrics" in sections:
         report.metrics_cost = run_metrics_cost(loops, plan.metrics_n, reps)
     if "profile" in sections:
         report.profile = run_profile(default_loop, plan.profile_n)
+    if "loadstep" in sections:
+        progress("load step: about 7 seconds")
+        report.load_step = run_on(default_loop, partial(load_step.run, _LOAD_STEP_SAMPLE))
 
     report.seconds = time.perf_counter() - started
-    output = args.output or RESULTS / _default_output(args.quick, partial=bool(args.only))
+    output = args.output or RESULTS / _default_output(args.quick, only=bool(args.only))
     report.write_json(output)
     print(report.render())
     progress(f"wrote {output}")
+    if args.plots:
+        for path in plots.write_all(report.to_json(), plots.folders(args.docs_images)):
+            progress(f"wrote {path}")
     return 0

@@ -10,10 +10,12 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NamedTuple, TypeVar
 
 __all__ = [
+    "BODIES",
+    "CONCURRENCIES",
     "PER_TASK",
     "WORKERS",
     "Case",
@@ -22,15 +24,23 @@ __all__ = [
     "Runner",
     "Style",
     "TaskFn",
+    "Timing",
     "Workload",
+    "callers_for",
     "loop_factories",
     "median",
     "percentile",
     "progress",
     "run_on",
+    "settle_gc",
+    "short_count",
+    "sleep_1ms",
     "split",
+    "stopwatch",
     "submitters_for",
+    "trivial",
     "workloads",
+    "yield_once",
 ]
 
 T = TypeVar("T")
@@ -69,46 +79,150 @@ async def sleep_1ms(_resource: object) -> int:
     return 1
 
 
+BODIES: dict[str, tuple[str, TaskFn]] = {
+    # key: (label, task body)
+    "trivial": ("trivial task (return 1)", trivial),
+    "sleep0": ("one await asyncio.sleep(0)", yield_once),
+    "io1ms": ("1 ms I/O (await asyncio.sleep(0.001))", sleep_1ms),
+}
+CONCURRENCIES = (8, 64, 1000)
+
+
 @dataclass(frozen=True)
 class Workload:
-    """One task body, how many of it to run, and how wide."""
+    """One task body at one concurrency: how many tasks, how wide, how many callers."""
 
-    key: str
-    label: str
-    fn: TaskFn
-    concurrency: int
+    body: str  # a key of BODIES
+    concurrency: int  # workers / concurrency limit
+    callers: int  # closed-loop callers, each awaiting its result before the next
     n_full: int
     n_quick: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.body}@{self.concurrency}"
+
+    @property
+    def label(self) -> str:
+        return BODIES[self.body][0]
+
+    @property
+    def fn(self) -> TaskFn:
+        return BODIES[self.body][1]
 
     def n(self, quick: bool) -> int:
         return self.n_quick if quick else self.n_full
 
 
+# Tasks per measurement (full, quick). The 1 ms task costs at least 1 ms / concurrency
+# of wall time each, so the narrow I/O workloads need far fewer tasks for the same time.
+_SIZES: dict[str, tuple[int, int]] = {
+    "trivial@8": (10_000, 1_000),
+    "trivial@64": (10_000, 1_000),
+    "trivial@1000": (10_000, 2_000),
+    "sleep0@8": (10_000, 1_000),
+    "sleep0@64": (10_000, 1_000),
+    "sleep0@1000": (10_000, 2_000),
+    "io1ms@8": (800, 200),
+    "io1ms@64": (4_000, 1_000),
+    "io1ms@1000": (10_000, 2_000),
+}
+
+
 def workloads() -> list[Workload]:
-    return [
-        Workload("trivial", "trivial task (return 1)", trivial, WORKERS, 10_000, 1_000),
-        Workload("sleep0", "one await asyncio.sleep(0)", yield_once, WORKERS, 10_000, 1_000),
-        Workload("sleep1ms", "1 ms sleep, concurrency 1000", sleep_1ms, 1000, 10_000, 2_000),
-    ]
+    """Every task body at every concurrency, in table order."""
+    found = []
+    for body in BODIES:
+        for concurrency in CONCURRENCIES:
+            workload = Workload(body, concurrency, callers_for(body, concurrency), 0, 0)
+            n_full, n_quick = _SIZES[workload.key]
+            found.append(replace(workload, n_full=n_full, n_quick=n_quick))
+    return found
+
+
+def callers_for(body: str, concurrency: int) -> int:
+    """Closed-loop callers: as many as workers for I/O (each worker has a caller to
+    serve); for CPU-bound bodies 64 or the concurrency when wider, so a wake-up and a
+    queued task are always in flight and the callers never cap the workers."""
+    if body == "io1ms":
+        return concurrency
+    return max(CLOSED_LOOP_SUBMITTERS, concurrency)
 
 
 def submitters_for(concurrency: int) -> int:
-    """Closed-loop callers: 64, or the concurrency when wider (else they would cap it)."""
-    return max(CLOSED_LOOP_SUBMITTERS, concurrency)
+    """Closed-loop callers for the trivial body at ``concurrency`` (the curves use it)."""
+    return callers_for("trivial", concurrency)
 
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: run ``n`` tasks of ``fn`` with ``concurrency`` workers/limit."""
+    """One measurement: run ``n`` tasks of ``fn`` with ``concurrency`` workers/limit.
+
+    ``batches``: the submit-all runners (raw_gather, tasker_submit_gather) submit and
+    gather ``n`` tasks that many times in one timed part, so a shallow queue still
+    gets a timed part long enough to outlast a scheduler hiccup; the others ignore it.
+    """
 
     fn: TaskFn
     n: int
     concurrency: int
     submitters: int
+    batches: int = 1
+
+    @property
+    def tasks(self) -> int:
+        """Tasks in the timed part: ``n`` for one batch."""
+        return self.n * self.batches
 
 
-Runner = Callable[[Case], Coroutine[Any, Any, float]]
-"""Runs a case and returns the seconds its timed part took (setup and teardown excluded)."""
+class Timing(NamedTuple):
+    """Seconds a timed part took: on the wall clock, and on this process's CPU clock.
+
+    Wall time is what a caller waits; CPU time leaves out the time other processes
+    took the CPU away, so on a shared machine it is the steadier of the two (it also
+    leaves out time the loop sat idle waiting for timers).
+    """
+
+    wall: float
+    cpu: float
+
+
+def settle_gc() -> None:
+    """A full collection that GcClock leaves out: before a measured part, after setup."""
+    GcClock.paused = True
+    try:
+        gc.collect()
+    finally:
+        GcClock.paused = False
+
+
+def stopwatch() -> Callable[[], Timing]:
+    """Collect garbage, start both clocks; the returned function reads how long since.
+
+    Every system's setup is done by now. The full collection frees what it left and
+    zeroes the collector's counters, so every timed part starts from the same state:
+    otherwise a setup that allocates more (a thousand workers) brings a full
+    collection of the whole heap, tens of milliseconds, into the timed part.
+    """
+    settle_gc()
+    wall, cpu = time.perf_counter(), time.process_time()
+
+    def stop() -> Timing:
+        return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+    return stop
+
+
+Runner = Callable[[Case], Coroutine[Any, Any, Timing]]
+"""Runs a case and returns how long its timed part took (setup and teardown excluded)."""
+
+
+def short_count(x: int) -> str:
+    """1000 -> 1k, 1000000 -> 1M; other numbers as they are."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if x >= size and x % size == 0:
+            return f"{x // size}{suffix}"
+    return str(x)
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -139,13 +253,16 @@ def run_on(
     factory: LoopFactory,
     main: Callable[[], Coroutine[Any, Any, T]],
     gc_clock: GcClock | None = None,
+    collect: bool = True,
 ) -> T:
-    """Run ``main()`` on a fresh loop from ``factory`` after a full garbage collection.
+    """Run ``main()`` on a fresh loop from ``factory``, after a full garbage collection
+    unless ``collect`` is false (a Runner's stopwatch() collects after its setup).
 
     ``gc_clock``, if given, times the collector's passes during the run (not the
-    collection before it).
+    collections before it or in stopwatch()).
     """
-    gc.collect()
+    if collect:
+        gc.collect()
     with asyncio.Runner(loop_factory=factory) as runner:
         if gc_clock is None:
             return runner.run(main())
@@ -156,12 +273,16 @@ def run_on(
 class GcClock:
     """Adds up the time the cyclic garbage collector runs while it is entered."""
 
+    paused = False  # while stopwatch() collects on purpose: not the run's own passes
+
     def __init__(self) -> None:
         self.seconds = 0.0
         self.collections = 0
         self._started = 0.0
 
     def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if GcClock.paused:
+            return
         if phase == "start":
             self._started = time.perf_counter()
         else:

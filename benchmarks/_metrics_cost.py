@@ -38,7 +38,9 @@ class MetricsRow:
     n: int
     us_per_task: float
     ratio_to_floor: float
+    cpu_us_per_task: float  # the process's CPU time: steadier on a shared machine
     samples_us: list[float]
+    cpu_samples_us: list[float]
 
 
 _SYSTEMS: list[tuple[str, str, Runner]] = [
@@ -74,12 +76,14 @@ def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[M
     off, and no manager at all."""
     case = Case(trivial, n, WORKERS, submitters_for(WORKERS))
     samples: dict[tuple[str, int], list[float]] = defaultdict(list)
+    cpu_samples: dict[tuple[str, int], list[float]] = defaultdict(list)
     for rep in range(reps):
         for loop_name, factory in loops.items():
             progress(f"metrics cost: repetition {rep + 1}/{reps} on {loop_name}")
             for index, (_style, _label, run) in enumerate(_SYSTEMS):
-                seconds = run_on(factory, partial(run, case))
-                samples[loop_name, index].append(seconds / n * PER_TASK)
+                timing = run_on(factory, partial(run, case), collect=False)
+                samples[loop_name, index].append(timing.wall / n * PER_TASK)
+                cpu_samples[loop_name, index].append(timing.cpu / n * PER_TASK)
     rows = []
     for loop_name in loops:
         floors = {
@@ -97,7 +101,9 @@ def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[M
                     n=n,
                     us_per_task=us,
                     ratio_to_floor=us / floors[style],
+                    cpu_us_per_task=median(cpu_samples[loop_name, index]),
                     samples_us=samples[loop_name, index],
+                    cpu_samples_us=cpu_samples[loop_name, index],
                 )
             )
     return rows

@@ -16,7 +16,17 @@ from typing import Any
 
 import tasker_aio
 
-from ._common import PER_TASK, WORKERS, LoopFactory, progress, run_on, submitters_for, trivial
+from ._common import (
+    PER_TASK,
+    Case,
+    LoopFactory,
+    TaskFn,
+    progress,
+    run_on,
+    settle_gc,
+    sleep_1ms,
+    trivial,
+)
 from ._systems import closed_loop, raw_pool, tasker
 
 __all__ = ["ProfileEntry", "ProfileResult", "run_profile"]
@@ -58,7 +68,7 @@ def _name(key: Key) -> str:
     if filename == "~":
         return function
     if filename.startswith(_PACKAGE):
-        return f"tasker_aio/{Path(filename).name}:{line} {function}"
+        return f"tasker_aio/{Path(filename).relative_to(_PACKAGE).as_posix()}:{line} {function}"
     return f"{Path(filename).name}:{line} {function}"
 
 
@@ -71,47 +81,67 @@ def _stats_of(profiler: cProfile.Profile) -> Stats:
     return stats
 
 
-async def _tasker_gather(profiler: cProfile.Profile, n: int) -> None:
-    async with tasker(WORKERS) as manager:
-        submit = manager.submit
+async def _tasker_gather(profiler: cProfile.Profile, case: Case) -> None:
+    async with tasker(case.concurrency) as manager:
+        submit, fn = manager.submit, case.fn
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
-        await asyncio.gather(*[submit(trivial) for _ in range(n)])
+        await asyncio.gather(*[submit(fn) for _ in range(case.n)])
         profiler.disable()
 
 
-async def _tasker_closed(profiler: cProfile.Profile, n: int) -> None:
-    async with tasker(WORKERS) as manager:
+async def _tasker_closed(profiler: cProfile.Profile, case: Case) -> None:
+    async with tasker(case.concurrency) as manager:
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
-        await closed_loop(manager.queue_task, trivial, n, submitters_for(WORKERS))
+        await closed_loop(manager.queue_task, case.fn, case.n, case.submitters)
         profiler.disable()
 
 
-async def _raw_gather(profiler: cProfile.Profile, n: int) -> None:
-    async with raw_pool(WORKERS) as pool:
-        submit = pool.submit
+async def _raw_gather(profiler: cProfile.Profile, case: Case) -> None:
+    async with raw_pool(case.concurrency) as pool:
+        submit, fn = pool.submit, case.fn
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
-        await asyncio.gather(*[submit(trivial) for _ in range(n)])
+        await asyncio.gather(*[submit(fn) for _ in range(case.n)])
         profiler.disable()
 
 
-async def _raw_closed(profiler: cProfile.Profile, n: int) -> None:
-    async with raw_pool(WORKERS) as pool:
+async def _raw_closed(profiler: cProfile.Profile, case: Case) -> None:
+    async with raw_pool(case.concurrency) as pool:
+        settle_gc()  # as stopwatch() does: the same collector state for every system
         profiler.enable()
-        await closed_loop(pool.submit, trivial, n, submitters_for(WORKERS))
+        await closed_loop(pool.submit, case.fn, case.n, case.submitters)
         profiler.disable()
 
 
-Body = Callable[[cProfile.Profile, int], Coroutine[Any, Any, None]]
+Body = Callable[[cProfile.Profile, Case], Coroutine[Any, Any, None]]
 
-_SCENARIOS: list[tuple[str, Body, Body]] = [
-    ("tasker submit + gather (trivial)", _tasker_gather, _raw_gather),
-    ("tasker queue_task, 64 closed-loop callers (trivial)", _tasker_closed, _raw_closed),
+_SCENARIOS: list[tuple[str, Body, Body, TaskFn, int, int]] = [
+    # name, tasker body, its raw floor, task, workers, closed-loop callers
+    ("tasker submit + gather (trivial, 8 workers)", _tasker_gather, _raw_gather, trivial, 8, 64),
+    (
+        "tasker queue_task, 64 closed-loop callers (trivial, 8 workers)",
+        _tasker_closed,
+        _raw_closed,
+        trivial,
+        8,
+        64,
+    ),
+    (
+        "tasker queue_task, 1,000 closed-loop callers (1 ms I/O, 1,000 workers)",
+        _tasker_closed,
+        _raw_closed,
+        sleep_1ms,
+        1000,
+        1000,
+    ),
 ]
 
 
-def _run(factory: LoopFactory, body: Body, n: int) -> Stats:
+def _run(factory: LoopFactory, body: Body, case: Case) -> Stats:
     profiler = cProfile.Profile()
-    run_on(factory, lambda: body(profiler, n))
+    run_on(factory, lambda: body(profiler, case))
     return _stats_of(profiler)
 
 
@@ -122,10 +152,11 @@ def _total(stats: Stats) -> float:
 def run_profile(factory: LoopFactory, n: int) -> list[ProfileResult]:
     """Profile each tasker scenario and its raw floor; name the top per-task costs."""
     results = []
-    for scenario, body, floor_body in _SCENARIOS:
+    for scenario, body, floor_body, fn, workers, submitters in _SCENARIOS:
         progress(f"profile: {scenario}, {n:,} tasks")
-        stats = _run(factory, body, n)
-        floor = _run(factory, floor_body, n)
+        case = Case(fn, n, workers, submitters)
+        stats = _run(factory, body, case)
+        floor = _run(factory, floor_body, case)
         own = [
             ProfileEntry(_name(key), nc / n, tt / n * PER_TASK, ct / n * PER_TASK)
             for key, (_cc, nc, tt, ct, _callers) in stats.items()

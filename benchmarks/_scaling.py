@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 HEARTBEAT = 0.001  # seconds between the heartbeat's wake-ups when nothing is in the way
+_MIN_TIMED = 10_000  # tasks in a queued-curve measurement, in batches of the depth
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,20 @@ class CurvePoint:
     """The median per-task cost of one system at one point of a curve."""
 
     curve: str
+    loop: str
     system: str
     floor: str  # the raw floor system its ratio is taken against
     x: int
     n: int
     reps: int
-    us_per_task: float
+    us_per_task: float  # median
+    us_min: float  # the fastest repetition
     ratio_to_floor: float
     gc_share: float  # of the run's time spent in the cyclic garbage collector (median)
+    cpu_us_per_task: float  # the same on the process's CPU clock
+    cpu_us_min: float
     samples_us: list[float]
+    cpu_samples_us: list[float]
 
 
 _WORKER_SYSTEMS: list[tuple[str, Runner, str]] = [
@@ -76,48 +82,59 @@ _DEPTH_SYSTEMS: list[tuple[str, Runner, str]] = [
 
 def _curve(
     curve: str,
-    factory: LoopFactory,
+    loops: dict[str, LoopFactory],
     points: list[tuple[int, Case, int]],
     runners: list[tuple[str, Runner, str]],
 ) -> list[CurvePoint]:
-    """Each point's systems interleaved ``reps`` times; ``points`` = (x, case, reps)."""
-    samples: dict[tuple[int, str], list[float]] = defaultdict(list)
-    gc_shares: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for x, case, reps in points:
-        progress(f"{curve}: x={x:,}, {case.n:,} tasks x {reps} repetitions")
-        for _ in range(reps):
-            for key, run, _floor in runners:
-                clock = GcClock()
-                seconds = run_on(factory, partial(run, case), clock)
-                samples[x, key].append(seconds / case.n * PER_TASK)
-                gc_shares[x, key].append(min(clock.seconds / seconds, 1.0))
+    """Each point's systems interleaved ``reps`` times on every loop; ``points`` =
+    (x, case, reps)."""
+    samples: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+    cpu_samples: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+    gc_shares: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+    for loop_name, factory in loops.items():
+        for x, case, reps in points:
+            progress(f"{curve}: x={x:,} on {loop_name}, {case.tasks:,} tasks x {reps} repetitions")
+            for _ in range(reps):
+                for key, run, _floor in runners:
+                    clock = GcClock()
+                    timing = run_on(factory, partial(run, case), clock, collect=False)
+                    samples[loop_name, x, key].append(timing.wall / case.tasks * PER_TASK)
+                    cpu_samples[loop_name, x, key].append(timing.cpu / case.tasks * PER_TASK)
+                    gc_shares[loop_name, x, key].append(min(clock.seconds / timing.wall, 1.0))
     result = []
-    for x, case, reps in points:
-        for key, _run, floor in runners:
-            us = median(samples[x, key])
-            result.append(
-                CurvePoint(
-                    curve=curve,
-                    system=key,
-                    floor=floor,
-                    x=x,
-                    n=case.n,
-                    reps=reps,
-                    us_per_task=us,
-                    ratio_to_floor=us / median(samples[x, floor]),
-                    gc_share=median(gc_shares[x, key]),
-                    samples_us=samples[x, key],
+    for loop_name in loops:
+        for x, case, reps in points:
+            for key, _run, floor in runners:
+                values, cpu = samples[loop_name, x, key], cpu_samples[loop_name, x, key]
+                us = median(values)
+                result.append(
+                    CurvePoint(
+                        curve=curve,
+                        loop=loop_name,
+                        system=key,
+                        floor=floor,
+                        x=x,
+                        n=case.tasks,
+                        reps=reps,
+                        us_per_task=us,
+                        us_min=min(values),
+                        ratio_to_floor=us / median(samples[loop_name, x, floor]),
+                        gc_share=median(gc_shares[loop_name, x, key]),
+                        cpu_us_per_task=median(cpu),
+                        cpu_us_min=min(cpu),
+                        samples_us=values,
+                        cpu_samples_us=cpu,
+                    )
                 )
-            )
     return result
 
 
 def run_worker_curve(
-    factory: LoopFactory, worker_counts: list[int], n: int, reps: int
+    loops: dict[str, LoopFactory], worker_counts: list[int], n: int, reps: int
 ) -> list[CurvePoint]:
-    """Trivial tasks through 1..64 workers, both submission styles."""
+    """Trivial tasks through 1..64 workers, both submission styles, 64 closed-loop callers."""
     points = [(w, Case(trivial, n, w, submitters_for(WORKERS)), reps) for w in worker_counts]
-    return _curve("workers", factory, points, _WORKER_SYSTEMS)
+    return _curve("workers", loops, points, _WORKER_SYSTEMS)
 
 
 def depth_reps(n: int, budget: int) -> int:
@@ -125,13 +142,20 @@ def depth_reps(n: int, budget: int) -> int:
     return max(1, min(15, budget // n))
 
 
-def run_depth_curve(factory: LoopFactory, depths: list[int], budget: int) -> list[CurvePoint]:
-    """``n`` trivial tasks submitted at once (so up to ``n`` queued) through 8 workers."""
-    points = [
-        (n, Case(trivial, n, WORKERS, submitters_for(WORKERS)), depth_reps(n, budget))
-        for n in depths
-    ]
-    return _curve("queued", factory, points, _DEPTH_SYSTEMS)
+def run_depth_curve(
+    loops: dict[str, LoopFactory], depths: list[int], budget: int
+) -> list[CurvePoint]:
+    """``n`` trivial tasks submitted at once (so up to ``n`` queued) through 8 workers.
+
+    Below ``_MIN_TIMED`` tasks a measurement submits and gathers ``n`` several times:
+    1,000 trivial tasks take 3 ms, shorter than one time slice another process takes.
+    """
+    points = []
+    for n in depths:
+        batches = max(1, _MIN_TIMED // n)
+        case = Case(trivial, n, WORKERS, submitters_for(WORKERS), batches)
+        points.append((n, case, depth_reps(case.tasks, budget)))
+    return _curve("queued", loops, points, _DEPTH_SYSTEMS)
 
 
 # ------------------------------------------------------------------ loop lag

@@ -1,18 +1,17 @@
 """The systems under test: tasker_aio's submission styles, the raw floor and the peers.
 
 Each runner sets its system up, times only the submission and completion of
-``case.n`` tasks, tears the system down and returns the timed seconds.
+``case.n`` tasks, tears the system down and returns the timed wall and CPU seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from time import perf_counter
 from types import ModuleType
 from typing import Any, Literal
 
@@ -21,7 +20,8 @@ import anyio
 import tasker_aio
 from tasker_aio import Config, MetricsCollector, TaskLifecycleTimestamps, TaskManager, TaskMetrics
 
-from ._common import Case, Runner, Style, TaskFn, split
+from ._common import Case, Runner, Style, TaskFn, Timing, split, stopwatch
+from ._private import metrics_hooks_off
 
 __all__ = [
     "METRICS_OFF",
@@ -38,7 +38,14 @@ __all__ = [
     "tasker_submit_gather",
 ]
 
-Group = Literal["tasker", "floor", "peer"]
+Group = Literal["tasker", "floor", "peer", "reference"]
+"""``reference``: a way to run a task that hands nothing over (no worker, no queue), shown
+for scale and left out of the targets."""
+
+# Peers that cost 5-20x the floor per task run this share of each workload's tasks:
+# at full size they alone would take a third of the full run's five minutes, and no
+# conclusion drawn from them hangs on a few percent.
+SLOW_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class System:
     group: Group
     style: Style
     run: Runner
+    share: float = 1.0  # of each workload's tasks this system runs (see SLOW_SHARE)
+
+    def tasks(self, n: int) -> int:
+        return max(1, round(n * self.share))
 
 
 # ----------------------------------------------------------------- raw floor
@@ -117,19 +128,20 @@ async def closed_loop(
     await asyncio.gather(*[caller(count) for count in split(n, submitters)])
 
 
-async def raw_closed(case: Case) -> float:
+async def raw_closed(case: Case) -> Timing:
     async with raw_pool(case.concurrency) as pool:
-        start = perf_counter()
+        stop = stopwatch()
         await closed_loop(pool.submit, case.fn, case.n, case.submitters)
-        return perf_counter() - start
+        return stop()
 
 
-async def raw_gather(case: Case) -> float:
+async def raw_gather(case: Case) -> Timing:
     async with raw_pool(case.concurrency) as pool:
-        start = perf_counter()
+        stop = stopwatch()
         submit, fn = pool.submit, case.fn
-        await asyncio.gather(*[submit(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        for _ in range(case.batches):
+            await asyncio.gather(*[submit(fn) for _ in range(case.n)])
+        return stop()
 
 
 # ---------------------------------------------------------------- tasker_aio
@@ -159,10 +171,9 @@ def _destroy(_resource: object) -> None:
 
 
 # A collector argument that is no collector at all: the manager's per-task metrics
-# hooks are replaced by a C builtin that does nothing, so the metrics-cost section
-# has a true zero to subtract (a no-op MetricsCollector still costs its calls).
+# hooks are switched off (see _private), so the metrics-cost section has a true zero to
+# subtract (a no-op MetricsCollector still costs its calls).
 METRICS_OFF: Any = object()
-_DISCARD: Any = id  # a C builtin taking one argument: the cheapest call there is
 
 
 @asynccontextmanager
@@ -181,88 +192,64 @@ async def tasker(
         burst_interval=None,
         collector=collector,
     )
-    if hooks_off:
-        with _metrics_hooks_off():
-            manager = TaskManager[object, int](config)
-    else:
+    with metrics_hooks_off() if hooks_off else nullcontext():
         manager = TaskManager[object, int](config)
     async with manager:
+        # Let the workers reach their first wait, as raw_pool does: the timed part must
+        # not include starting them (a thousand, in the widest workloads).
+        await asyncio.sleep(0)
         yield manager
 
 
-@contextmanager
-def _metrics_hooks_off() -> Iterator[None]:
-    """Benchmark-only: build a manager whose metrics hooks do nothing (see METRICS_OFF).
-
-    The manager takes its per-task hooks from ``tasker_aio._engine.recording.recorders``
-    once, as it is built; this swaps that function for one that returns no-op hooks.
-    """
-    from tasker_aio import _manager
-    from tasker_aio._metrics import Recorders
-
-    def off(collector: object, hooks: object) -> Recorders:
-        return Recorders(_DISCARD, _DISCARD, _DISCARD, _noop, _noop)
-
-    real = getattr(_manager, "recorders")  # noqa: B009 - a name the module does not export
-    setattr(_manager, "recorders", off)  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(_manager, "recorders", real)  # noqa: B010
-
-
-def _noop() -> None:
-    pass
-
-
-async def tasker_queue_task_closed(case: Case, collector: MetricsCollector | None = None) -> float:
+async def tasker_queue_task_closed(case: Case, collector: MetricsCollector | None = None) -> Timing:
     async with tasker(case.concurrency, collector) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         await closed_loop(manager.queue_task, case.fn, case.n, case.submitters)
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_queue_task_gather(case: Case) -> float:
+async def tasker_queue_task_gather(case: Case) -> Timing:
     async with tasker(case.concurrency) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         queue_task, fn = manager.queue_task, case.fn
         await asyncio.gather(*[queue_task(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_queue_task_async_gather(case: Case) -> float:
+async def tasker_queue_task_async_gather(case: Case) -> Timing:
     async with tasker(case.concurrency) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         queue_task_async, fn = manager.queue_task_async, case.fn
         await asyncio.gather(*[queue_task_async(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        return stop()
 
 
-async def tasker_submit_gather(case: Case, collector: MetricsCollector | None = None) -> float:
+async def tasker_submit_gather(case: Case, collector: MetricsCollector | None = None) -> Timing:
     async with tasker(case.concurrency, collector) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         submit, fn = manager.submit, case.fn
-        await asyncio.gather(*[submit(fn) for _ in range(case.n)])
-        return perf_counter() - start
+        for _ in range(case.batches):
+            await asyncio.gather(*[submit(fn) for _ in range(case.n)])
+        return stop()
 
 
-async def tasker_map(case: Case) -> float:
+async def tasker_map(case: Case) -> Timing:
     fn = case.fn
 
     def bound(resource: object, _item: int) -> Awaitable[int]:
         return fn(resource)
 
     async with tasker(case.concurrency) as manager:
-        start = perf_counter()
+        stop = stopwatch()
         async for _ in manager.map(bound, range(case.n)):
             pass
-        return perf_counter() - start
+        return stop()
 
 
 # --------------------------------------------------------------------- peers
 
 
-async def semaphore_tasks(case: Case) -> float:
+async def semaphore_tasks(case: Case) -> Timing:
     """``asyncio.create_task`` per task, ``asyncio.Semaphore`` as the limit."""
     semaphore = asyncio.Semaphore(case.concurrency)
     fn = case.fn
@@ -271,12 +258,42 @@ async def semaphore_tasks(case: Case) -> float:
         async with semaphore:
             return await fn(None)
 
-    start = perf_counter()
+    stop = stopwatch()
     await asyncio.gather(*[asyncio.create_task(one()) for _ in range(case.n)])
-    return perf_counter() - start
+    return stop()
 
 
-async def anyio_limiter(case: Case) -> float:
+async def semaphore_tasks_closed(case: Case) -> Timing:
+    """Closed loop: each call is a ``create_task`` the caller awaits, under a Semaphore."""
+    semaphore = asyncio.Semaphore(case.concurrency)
+    create_task = asyncio.create_task
+
+    async def one(fn: TaskFn) -> int:
+        async with semaphore:
+            return await fn(None)
+
+    def submit(fn: TaskFn) -> asyncio.Task[int]:
+        return create_task(one(fn))
+
+    stop = stopwatch()
+    await closed_loop(submit, case.fn, case.n, case.submitters)
+    return stop()
+
+
+async def semaphore_inline_closed(case: Case) -> Timing:
+    """Closed loop, no hand-over: each caller runs the task itself under a Semaphore."""
+    semaphore = asyncio.Semaphore(case.concurrency)
+
+    async def submit(fn: TaskFn) -> int:
+        async with semaphore:
+            return await fn(None)
+
+    stop = stopwatch()
+    await closed_loop(submit, case.fn, case.n, case.submitters)
+    return stop()
+
+
+async def anyio_limiter(case: Case) -> Timing:
     """An anyio task group, one task per task, a ``CapacityLimiter`` as the limit."""
     limiter = anyio.CapacityLimiter(case.concurrency)
     fn = case.fn
@@ -286,51 +303,109 @@ async def anyio_limiter(case: Case) -> float:
         async with limiter:
             results.append(await fn(None))
 
-    start = perf_counter()
+    stop = stopwatch()
     async with anyio.create_task_group() as group:
         for _ in range(case.n):
             group.start_soon(one)
-    return perf_counter() - start
+    return stop()
 
 
 def _asyncio_pool_map(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         async with module.AioPool(size=case.concurrency) as pool:
-            start = perf_counter()
+            stop = stopwatch()
             await pool.map(case.fn, [None] * case.n)
-            return perf_counter() - start
+            return stop()
+
+    return run
+
+
+def _asyncio_pool_exec(module: ModuleType) -> Runner:
+    async def run(case: Case) -> Timing:
+        async with module.AioPool(size=case.concurrency) as pool:
+            execute = pool.exec
+
+            def submit(fn: TaskFn) -> Awaitable[int]:
+                return execute(fn(None))  # type: ignore[no-any-return]
+
+            stop = stopwatch()
+            await closed_loop(submit, case.fn, case.n, case.submitters)
+            return stop()
 
     return run
 
 
 def _aiometer_run_all(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         task = partial(case.fn, None)
-        start = perf_counter()
+        stop = stopwatch()
         await module.run_all([task] * case.n, max_at_once=case.concurrency)
-        return perf_counter() - start
+        return stop()
 
     return run
 
 
 def _aiojobs_spawn(module: ModuleType) -> Runner:
-    async def run(case: Case) -> float:
+    async def run(case: Case) -> Timing:
         # pending_limit=0: an unbounded pending queue, so spawn() never waits.
         async with module.Scheduler(limit=case.concurrency, pending_limit=0) as scheduler:
-            start = perf_counter()
+            stop = stopwatch()
             fn = case.fn
             jobs = [await scheduler.spawn(fn(None)) for _ in range(case.n)]
             await asyncio.gather(*[job.wait() for job in jobs])
-            return perf_counter() - start
+            return stop()
 
     return run
 
 
-_OPTIONAL_PEERS: list[tuple[str, str, str, str, Callable[[ModuleType], Runner]]] = [
-    # key, label, import name, pip name, runner factory
-    ("asyncio-pool", "asyncio-pool AioPool.map", "asyncio_pool", "asyncio-pool", _asyncio_pool_map),
-    ("aiometer", "aiometer run_all", "aiometer", "aiometer", _aiometer_run_all),
-    ("aiojobs", "aiojobs spawn + Job.wait", "aiojobs", "aiojobs", _aiojobs_spawn),
+def _aiojobs_spawn_closed(module: ModuleType) -> Runner:
+    async def run(case: Case) -> Timing:
+        async with module.Scheduler(limit=case.concurrency, pending_limit=0) as scheduler:
+            spawn = scheduler.spawn
+
+            async def submit(fn: TaskFn) -> int:
+                job = await spawn(fn(None))
+                return await job.wait()  # type: ignore[no-any-return]
+
+            stop = stopwatch()
+            await closed_loop(submit, case.fn, case.n, case.submitters)
+            return stop()
+
+    return run
+
+
+_PeerFactory = Callable[[ModuleType], Runner]
+_OPTIONAL_PEERS: list[tuple[str, str, str, str, Style, bool, _PeerFactory]] = [
+    # key, label, import name, pip name, style, slow (see SLOW_SHARE), runner factory
+    (
+        "asyncio-pool.exec",
+        "asyncio-pool await exec()",
+        "asyncio_pool",
+        "asyncio-pool",
+        "closed",
+        False,
+        _asyncio_pool_exec,
+    ),
+    (
+        "asyncio-pool.map",
+        "asyncio-pool AioPool.map",
+        "asyncio_pool",
+        "asyncio-pool",
+        "gather",
+        False,
+        _asyncio_pool_map,
+    ),
+    (
+        "aiojobs.closed",
+        "aiojobs spawn + Job.wait",
+        "aiojobs",
+        "aiojobs",
+        "closed",
+        True,
+        _aiojobs_spawn_closed,
+    ),
+    ("aiojobs", "aiojobs spawn + Job.wait", "aiojobs", "aiojobs", "gather", True, _aiojobs_spawn),
+    ("aiometer", "aiometer run_all", "aiometer", "aiometer", "gather", True, _aiometer_run_all),
 ]
 
 
@@ -381,14 +456,38 @@ def systems(notes: list[str]) -> list[System]:
         ),
         System("raw.closed", "raw floor, closed-loop callers", "floor", "closed", raw_closed),
         System("raw.gather", "raw floor, submit all + gather", "floor", "gather", raw_gather),
+        System(
+            "peer.semaphore.closed",
+            "await create_task() + Semaphore",
+            "peer",
+            "closed",
+            semaphore_tasks_closed,
+        ),
         System("peer.semaphore", "create_task + Semaphore", "peer", "gather", semaphore_tasks),
-        System("peer.anyio", "anyio task group + CapacityLimiter", "peer", "gather", anyio_limiter),
+        System(
+            "peer.anyio",
+            "anyio task group + CapacityLimiter",
+            "peer",
+            "gather",
+            anyio_limiter,
+            SLOW_SHARE,
+        ),
+        System(
+            "ref.semaphore.inline",
+            "Semaphore inline in the caller (reference)",
+            "reference",
+            "closed",
+            semaphore_inline_closed,
+        ),
     ]
-    for key, label, module_name, pip_name, factory in _OPTIONAL_PEERS:
+    missing: dict[str, str] = {}
+    for key, label, module_name, pip_name, style, slow, factory in _OPTIONAL_PEERS:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
-            notes.append(f"{key} skipped: not installed (pip install {pip_name})")
+            missing[module_name] = f"{pip_name} skipped: not installed (pip install {pip_name})"
             continue
-        found.append(System(f"peer.{key}", label, "peer", "gather", factory(module)))
+        share = SLOW_SHARE if slow else 1.0
+        found.append(System(f"peer.{key}", label, "peer", style, factory(module), share))
+    notes.extend(missing.values())
     return found
