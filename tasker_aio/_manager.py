@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from functools import partial
 from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Config, resolve
 from ._engine.admission import Admission, shutting_down
@@ -29,12 +30,14 @@ from ._engine.workers import WorkerSet
 from ._forms import SubmissionForms
 from ._map import MapIterator
 from ._snapshots import TaskMetrics, TaskStats
-from ._types import E, R, T
+from ._types import R, Result, T
+
+Item = TypeVar("Item")  # an input item of map()
 
 __all__ = ["TaskManager"]
 
 
-class TaskManager(SubmissionForms[R, E]):
+class TaskManager(SubmissionForms[R, Result]):
     """Runs tasks on workers that each hold one long-lived resource.
 
     Use it as an async context manager; it runs once::
@@ -153,6 +156,14 @@ class TaskManager(SubmissionForms[R, E]):
         self._routes = admission.routes
         self._forget = outcomes.forget
 
+    if not TYPE_CHECKING:
+
+        def __class_getitem__(cls, params):
+            # TaskManager[R] means TaskManager[R, Any]: results are typed per call.
+            if not isinstance(params, tuple):
+                params = (params, Any)
+            return super().__class_getitem__(params)
+
     def __repr__(self) -> str:
         stats = self._stats()
         return (
@@ -168,7 +179,7 @@ class TaskManager(SubmissionForms[R, E]):
         """``"new"``, ``"running"``, ``"stopping"`` or ``"stopped"``."""
         return self._run.state
 
-    async def __aenter__(self) -> TaskManager[R, E]:
+    async def __aenter__(self) -> TaskManager[R, Result]:
         """Create the pool and base workers; return once every base worker is ready.
 
         Raises:
@@ -218,7 +229,7 @@ class TaskManager(SubmissionForms[R, E]):
 
     # ---------------------------------------------------------------- submission
 
-    async def run_task(self, fn: Callable[[R], Awaitable[E]]) -> E:
+    async def run_task(self, fn: Callable[[R], Awaitable[T]]) -> T:
         """Run ``fn`` now in the caller's task, bypassing the queues and the workers.
 
         It uses an idle pool resource if there is one, else a temporary resource that
@@ -235,13 +246,13 @@ class TaskManager(SubmissionForms[R, E]):
 
     def map(
         self,
-        fn: Callable[[R, T], Awaitable[E]],
-        items: Iterable[T] | AsyncIterable[T],
+        fn: Callable[[R, Item], Awaitable[T]],
+        items: Iterable[Item] | AsyncIterable[Item],
         *,
         priority: bool = False,
         ordered: bool = True,
         max_in_flight: int | None = None,
-    ) -> MapIterator[R, T, E]:
+    ) -> MapIterator[R, Item, T]:
         """Run ``fn(resource, item)`` for every item; iterate the results.
 
         Items are pulled lazily, with at most ``max_in_flight`` tasks submitted and

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._snapshots import TaskLifecycleTimestamps, TaskMetrics
 
-__all__ = ["Callback", "E", "Logger", "MetricsCollector", "R", "T", "TaskFn", "TaskTracer"]
+__all__ = [
+    "Callback", "E", "Logger", "MetricsCollector", "R", "Result", "T", "TaskFn", "TaskTracer",
+]  # fmt: skip
 
 R = TypeVar("R")  # the resource a worker holds
 E = TypeVar("E")  # a task's result
-T = TypeVar("T")  # an input item of map()
+T = TypeVar("T")  # a task's result, per call; or an input item of map()
+if TYPE_CHECKING:
+    # TaskManager[R] means TaskManager[R, Any]: results are typed per call, and the
+    # second parameter stays for code written as TaskManager[R, E] (PEP 696 default).
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
+    Result = _TypeVarWithDefault("Result", default=Any)
+else:
+    Result = TypeVar("Result")  # the default is applied by TaskManager.__class_getitem__
 
 TaskFn = Callable[[R], Awaitable[E]]
 Callback = Callable[[E | None, BaseException | None], Any]

@@ -1391,7 +1391,7 @@ class Ledger:
             self.rejected += 1
         t.in_call = True
         try:
-            value = await self.manager.run_task(t.fn)
+            value: int = await self.manager.run_task(t.fn)
         except BaseException as exc:
             self._ran(t, counted)
             self._answered(t, None, exc)

@@ -237,10 +237,14 @@ class Admission:
         loop = running_loop()
         if loop is not None and loop is self._loop:
             return
+        hint = (
+            "; from another thread or event loop, use manager.submit_threadsafe(fn), which"
+            " returns a concurrent.futures.Future"
+        )
         if loop is None:
             raise RuntimeError(
-                "TaskManager methods must be called from the event loop the manager runs in"
+                "TaskManager methods must be called from the event loop the manager runs in" + hint
             )
         if self._loop is None:
             raise RuntimeError("the task manager is not running: enter it with 'async with' first")
-        raise RuntimeError("the task manager runs in a different event loop")
+        raise RuntimeError("the task manager runs in a different event loop" + hint)
