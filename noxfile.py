@@ -26,7 +26,7 @@ def install(session: nox.Session, *groups: str, extras: str = "") -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite on each supported Python, web integration tests included."""
-    install(session, "test", extras="web")
+    install(session, extras="test")
     session.run("pytest", *session.posargs)
 
 
@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def mypy(session: nox.Session) -> None:
     """mypy --strict over the package, tests, examples and benchmarks."""
-    install(session, "test", "lint", "bench", extras="web,ray")
+    install(session, "lint", "bench", extras="test,ray")
     session.run("mypy")
 
 
@@ -76,5 +76,5 @@ def benchmarks(session: nox.Session) -> None:
 @nox.session(default=False)
 def soak(session: nox.Session) -> None:
     """A million tasks with faults and bursts; reports throughput, memory, invariants."""
-    install(session, "test")
+    install(session, extras="test")
     session.run("python", "-m", "tests.soak", *session.posargs)

@@ -59,6 +59,13 @@ class MapIterator(Generic[R, T, E]):
         self._refused: BaseException | None = None  # raised once in-flight work is yielded
         self._busy = False  # a consumer is inside __anext__
 
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "exhausted" if self._exhausted else "pulling"
+        return (
+            f"<MapIterator {state} in_flight={len(self._in_flight)}/{self._limit}"
+            f" ordered={self._ordered}>"
+        )
+
     def __aiter__(self) -> MapIterator[R, T, E]:
         return self
 

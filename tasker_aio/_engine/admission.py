@@ -14,7 +14,7 @@ from .._exceptions import ManagerStoppedError, QueueFullError
 from .._types import E, R
 from .idle import IdleWorkers
 from .loop import loop_thread, running_loop
-from .queues import NEW, QUEUED, Policy, Route, Task, TaskQueue, WatchedFuture
+from .queues import NEW, QUEUED, Policy, Route, Task, TaskQueue, TaskFuture
 
 __all__ = ["Admission", "shutting_down"]
 
@@ -115,7 +115,7 @@ class Admission:
         The task's state says which: QUEUED, or NEW for the caller to wait for room; a
         ``watched`` task that cannot be queued is refused through its future.
         Programming errors raise at once: they are no task's outcome. A ``watched``
-        task's future goes to its holder, who may cancel it: see WatchedFuture. The
+        task's future goes to its holder, who may cancel it: see TaskFuture. The
         awaiting forms and map() handle their cancellations.
         """
         if self._loop_thread() != get_ident() or not callable(fn):
@@ -124,7 +124,7 @@ class Admission:
         task: Task[R, E] = Task()
         future: asyncio.Future[E]
         if watched:
-            watched_future: WatchedFuture[E] = WatchedFuture(loop=self._loop)
+            watched_future: TaskFuture[E] = TaskFuture(loop=self._loop)
             watched_future.task = task
             future = watched_future
         else:

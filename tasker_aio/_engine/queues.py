@@ -29,7 +29,7 @@ from .._types import E, R
 
 __all__ = [
     "DISCARDED", "DONE", "NEW", "QUEUED", "RUNNING", "WAITING", "Policy", "Route", "Task",
-    "TaskQueue", "WatchedFuture",
+    "TaskQueue", "TaskFuture",
 ]  # fmt: skip
 
 # Task states.
@@ -77,8 +77,11 @@ class Task(Generic[R, E]):
     trace: Any  # what Config.tracer.begin() returned; None untraced
 
 
-class WatchedFuture(asyncio.Future[E]):
+class TaskFuture(asyncio.Future[E]):
     """A future handed to its holder (submit): cancelling it drops or stops its task.
+
+    asyncio's "exception was never retrieved" message names the class: it reads
+    ``Future exception was never retrieved``, as for any asyncio future (see __name__).
 
     Overriding cancel() costs nothing per task, where a done-callback costs a
     registration, a removal and a list for every future; the awaiting forms keep
@@ -93,6 +96,7 @@ class WatchedFuture(asyncio.Future[E]):
     task: Task[Any, E] | None
 
     def cancel(self, msg: Any | None = None) -> bool:
+        """Cancel the future, and drop its task from its queue or stop it running."""
         if not super().cancel(msg):
             return False
         task, self.task = self.task, None
@@ -107,6 +111,10 @@ class WatchedFuture(asyncio.Future[E]):
     def set_exception(self, exception: type | BaseException, /) -> None:
         asyncio.Future.set_exception(self, exception)
         self.task = None
+
+
+# What asyncio's messages (never retrieved, repr) call it: it is the task's Future.
+TaskFuture.__name__ = TaskFuture.__qualname__ = "Future"
 
 
 def _unset(task: Task[Any, Any]) -> None:
