@@ -37,27 +37,36 @@ Five parts, usable on their own or together:
   ``stats()`` matching the work in flight; metrics totals matching its own count (less
   the events a failing collector lost).
 
-Usage against your own configuration (shut down through the ledger, so that it knows
-when ``kill()`` happened)::
+Usage against your own configuration (read the ledger's problems, which it also keeps
+checking while work runs)::
 
     import asyncio, random
-    from tests.faults import Ledger, RandomCaller, Step
+    from tests.faults import FaultyCollector, Ledger, RandomCaller, Step
 
     async def main() -> None:
         ledger = Ledger(worker_count=4, max_worker_count=8, task_retries=1,
-                        retry_backoff=lambda attempt: 0.0, burst_interval=0.01)
+                        retry_backoff=lambda attempt: 0.0, burst_interval=0.01,
+                        collector=FaultyCollector())
         caller = RandomCaller(random.Random(7), cancel_rate=0.2, timeout_rate=0.1)
         async with ledger.manager:
-            ledger.resources.fail_creates = 1  # the next on_create fails
+            ledger.resources.fail_creates = 1  # the next on_create fails...
+            ledger.resources.create_fault = "stray"  # ...with a stray CancelledError
+            ledger.health_raises, ledger.health_fault = 1, "keyboard"  # check_health too
+            ledger.logger.fail_next = 2  # and the logger, twice
+            ledger.collector.fail("record_completion", kind="base")  # and the collector
             ledger.submit((Step("healthy"), Step("ok")))  # a future: fails once, re-runs
-            ledger.callback((Step("unhealthy"), Step("ok")))  # its worker is replaced
+            ledger.callback((Step("unhealthy"), Step("ok")), raises=True, raise_kind="exit")
+            ledger.submit((Step("self_cancel"),))  # cancels its own asyncio task
+            ledger.submit((Step("cancel_to_timeout"), Step("stray_cancel")), retries=1)
             for _ in range(20):  # impatient callers that cancel or time out at random
                 ledger.spawn(ledger.ticket((Step("ok", steps=5),), "await"), caller=caller)
             ledger.spawn(ledger.ticket((Step("fatal"),), "run_task"))
             ledger.map([(Step("ok"),), (Step("not_awaitable"),)], ordered=False)
+            ledger.cancel_own_tasks()  # as an application cancelling every task
             await ledger.quiet()  # every caller has its answer
             ledger.assert_ok()  # the invariants hold so far
-            await ledger.kill()  # or ledger.stop()
+            ledger.shut_down("thread_kill")  # or "stop", "callback_kill", "run_task_kill", ...
+            await ledger.finish()  # the shutdown asked for has run
         await ledger.settle()
         ledger.assert_ok(final=True)  # and after shutdown: all answered, all destroyed
 
