@@ -2405,6 +2405,10 @@ class Ledger:
                 found.append(f"{queue} queue holds {live} live tasks; the model: {low}..{high}")
         if stats.active_workers > self.max_workers:
             found.append(f"{stats.active_workers} workers > max_worker_count {self.max_workers}")
+        if m.state == "running":  # capacity is never lost: each base worker keeps its slot
+            base = sum(1 for worker in m._workers._workers if not worker.burst)
+            if base != self.worker_count:
+                found.append(f"{base} base workers while running, not {self.worker_count}")
         if stats.base_workers > self.worker_count:
             found.append(f"{stats.base_workers} base workers > worker_count {self.worker_count}")
         if stats.available_resources > self.pool_size:

@@ -854,6 +854,103 @@ def test_ledger_flags_a_caller_cancelled_behind_its_back() -> None:
     assert any("though nobody cancelled it" in problem for problem in problems)
 
 
+def test_ledger_flags_a_worker_cancelled_behind_its_back() -> None:
+    """A task that sees a CancelledError nobody accounted for is reported."""
+
+    async def run() -> list[str]:
+        ledger = Ledger(worker_count=1, burst_interval=None)
+        async with ledger.manager:
+            ticket = ledger.submit((Step("ok", steps=5),))
+            await ledger.settle(2)
+            assert ticket.in_attempt and ticket.runner is not None
+            ticket.runner.cancel()  # not through cancel_own_tasks(): unknown to the model
+            await ledger.quiet()
+        return ledger.problems(final=True)
+
+    problems = asyncio.run(run())
+    assert any("saw a CancelledError nobody asked for" in problem for problem in problems)
+
+
+def test_ledger_accepts_a_worker_cancelled_from_outside_through_it() -> None:
+    """The same cancellation, made through cancel_own_tasks(), is the task's plain failure."""
+
+    async def run() -> tuple[list[str], BaseException | None]:
+        ledger = Ledger(worker_count=1, burst_interval=None)
+        async with ledger.manager:
+            ticket = ledger.submit((Step("ok", steps=5),))
+            await ledger.settle(2)
+            assert ledger.cancel_own_tasks() >= 1
+            await ledger.quiet()
+            assert ticket.future is not None
+            error = ticket.future.exception()
+            after = ledger.submit((Step("ok", steps=1),))  # the worker carries on
+            await ledger.quiet()
+            assert after.future is not None and after.future.result() == after.ident
+        return ledger.problems(final=True), error
+
+    problems, error = asyncio.run(run())
+    assert problems == []
+    assert isinstance(error, asyncio.CancelledError)
+
+
+def test_ledger_flags_a_lost_base_worker() -> None:
+    """A base worker missing while the manager runs is reported (capacity lost)."""
+
+    async def run() -> list[str]:
+        ledger = Ledger(worker_count=2, burst_interval=None)
+        async with ledger.manager:
+            workers = ledger.manager._workers._workers
+            lost = workers.pop()  # as if it had died
+            problems = ledger.problems()
+            workers.append(lost)  # back, so that shutdown finds it
+        return problems
+
+    assert "1 base workers while running, not 2" in asyncio.run(run())
+
+
+def test_ledger_flags_a_kill_it_did_not_hear_of() -> None:
+    """A kill() the model was not told of (no 'task manager killed' record) is reported."""
+
+    async def run() -> list[str]:
+        ledger = Ledger(worker_count=1, burst_interval=None)
+        async with ledger.manager:
+            ledger.submit((Step("ok", steps=50),))
+            await ledger.settle(2)
+            ledger.logger.listener = None  # deaf to the record
+            await ledger.kill()
+        await ledger.settle()
+        return ledger.problems(final=True)
+
+    problems = asyncio.run(run())
+    assert "kill() took effect without logging 'task manager killed'" in problems
+
+
+def test_hooks_raise_every_fault_kind_on_demand() -> None:
+    """Each FaultKind raises what it says, a real stray CancelledError from async code."""
+
+    async def raised(kind: Any) -> BaseException:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            await faults.raise_fault(kind, faults.CreateFault, "test")
+        except BaseException as exc:
+            assert task.cancelling() == 0  # nobody cancelled this task
+            return exc
+        raise AssertionError("raise_fault returned")
+
+    async def all_kinds() -> list[BaseException]:
+        return [await raised(kind) for kind in FAULT_KINDS]
+
+    errors = asyncio.run(all_kinds())
+    assert [type(error) for error in errors] == [
+        faults.CreateFault,
+        KeyboardInterrupt,
+        SystemExit,
+        faults.HookFault,
+        asyncio.CancelledError,
+    ]
+
+
 def test_random_caller_is_reproducible() -> None:
     """The same seed gives the same sequence of waits and cancellations."""
 
