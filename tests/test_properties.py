@@ -149,6 +149,7 @@ class ManagerMachine(RuleBasedStateMachine):
         self.release: asyncio.Event | None = None
         self.owner: asyncio.Task[None] | None = None
         self.host_cancelled = False
+        self.hung = False  # an on_create was told to hang: only kill() ends the manager
         self.targets: list[Ticket | MapBatch] = []
         self.before: set[asyncio.Task[Any]] = set()
         self.steps = 0
@@ -399,6 +400,13 @@ class ManagerMachine(RuleBasedStateMachine):
         self.ledger.resources.fail_destroys += 1
         self.ledger.resources.destroy_fault = kind
 
+    @rule(count=st.integers(1, 2))
+    def hang_creates(self, count: int) -> None:
+        """The next async on_create calls hang until cancelled: only kill() ends them."""
+        assert self.ledger is not None
+        self.ledger.resources.hang_creates += count
+        self.hung = True
+
     @rule(create=st.integers(0, 4), destroy=st.integers(0, 4))
     def slow_resources(self, create: int, destroy: int) -> None:
         """on_create/on_destroy hang for a few loop steps from now on (async factories)."""
@@ -513,6 +521,8 @@ class ManagerMachine(RuleBasedStateMachine):
         assert ledger is not None and self.release is not None and self.owner is not None
         try:
             async with asyncio.timeout(30):  # a hang detector, not a speed assertion
+                if self.hung and not self.host_cancelled:  # stop() would wait for on_create
+                    await ledger.kill()
                 if ledger.manager.state == "running" and not self.host_cancelled:
                     await (ledger.stop() if self.finish_with == "stop" else ledger.kill())
                 await ledger.finish()
@@ -923,6 +933,39 @@ def test_ledger_flags_a_kill_it_did_not_hear_of() -> None:
 
     problems = asyncio.run(run())
     assert "kill() took effect without logging 'task manager killed'" in problems
+
+
+@pytest.mark.parametrize("form", ["map", "await"])
+def test_ledger_allows_a_stop_between_a_cancel_and_its_forget(form: str) -> None:
+    """A stop() between a caller's cancel of a task waiting out a backoff and its forget.
+
+    The caller's task forgets the task a step after the cancel; a stop() in between
+    re-queues it first, and it is then discarded (neither) rather than failed: the
+    model must accept either (found by seed 8 of the machine on uvloop, whose timers
+    run before the ready queue).
+    """
+
+    async def run() -> list[str]:
+        ledger = Ledger(
+            worker_count=1, burst_interval=None, task_retries=1, retry_backoff=BACKOFFS["park"]
+        )
+        async with ledger.manager:
+            plan = (Step("healthy"), Step("ok"))
+            if form == "map":
+                target: Ticket | MapBatch = ledger.map([plan])
+            else:
+                target = ledger.ticket(plan, "await")
+                ledger.spawn(target)
+            await ledger.settle(5)  # failed once: waiting out its 3600 s backoff
+            assert ledger.waiting
+            stopping = asyncio.ensure_future(ledger.stop())  # its first step runs first
+            assert ledger.cancel(target)
+            await stopping
+            await ledger.quiet()
+        await ledger.settle()
+        return ledger.problems(final=True)
+
+    assert asyncio.run(run()) == []
 
 
 def test_hooks_raise_every_fault_kind_on_demand() -> None:
