@@ -671,14 +671,12 @@ def test_shutdown_while_entering_is_prompt_and_destroys_what_it_made(
     after: int,
     sync_destroy: bool,
 ) -> None:
-    """kill(), stop(timeout), a thread's kill() or a host cancel during entry return promptly.
-
-    on_create may take steps, hang until cancelled, or raise anything. Whatever moment
-    the shutdown lands at: it returns within a bound (stop() without a timeout only when
-    nothing hangs), entry ends with a stopped manager, ResourceCreationError (an on_create
-    failed first) or, for the cancelled host, CancelledError; everything created is
-    destroyed exactly once and no task of the manager is left.
-    """
+    """A shutdown of any kind during entry is prompt and destroys everything entry made."""
+    # on_create may take steps, hang until cancelled, or raise anything. Whatever moment
+    # the shutdown lands at, it returns within a bound (stop() without a timeout only when
+    # nothing hangs); entry ends with a stopped manager, ResourceCreationError (an
+    # on_create failed first) or, for the cancelled host, CancelledError; everything
+    # created is destroyed exactly once and no task of the manager is left.
     if how in ("stop", "thread_stop"):
         hang = False  # a graceful stop waits for on_create: it must not hang for ever
     resources = FaultyResources()
@@ -937,13 +935,11 @@ def test_ledger_flags_a_kill_it_did_not_hear_of() -> None:
 
 @pytest.mark.parametrize("form", ["map", "await"])
 def test_ledger_allows_a_stop_between_a_cancel_and_its_forget(form: str) -> None:
-    """A stop() between a caller's cancel of a task waiting out a backoff and its forget.
-
-    The caller's task forgets the task a step after the cancel; a stop() in between
-    re-queues it first, and it is then discarded (neither) rather than failed: the
-    model must accept either (found by seed 8 of the machine on uvloop, whose timers
-    run before the ready queue).
-    """
+    """A stop() between a caller's cancel of a backing-off task and its forget: no violation."""
+    # The caller's task forgets the task a step after the cancel; a stop() in between
+    # re-queues it first, and it is then discarded (neither) rather than failed: the model
+    # must accept either (found by seed 8 of the machine on uvloop, whose timers run
+    # before the ready queue).
 
     async def run() -> list[str]:
         ledger = Ledger(
