@@ -7,11 +7,18 @@ checks, and exits non-zero on any violation. ``tests/test_soak.py`` runs the sam
 :func:`run_soak` with about 20,000 tasks in the default suite.
 
 The work runs in epochs, one manager each (4 base workers, burst workers up to twice as
-many, a pool of 2, one re-run for ordinary failures and two for unhealthy ones); an
-epoch ends with ``stop()`` or with ``kill()`` while a wave is in flight, alternately.
-Within an epoch, waves of submissions (every entry point, every fault of the harness,
-callers that cancel or time out at random, bursts of thousands at once) are each
-awaited to the last answer and checked.
+many, a pool of 2, one re-run for ordinary failures and two for unhealthy ones), entered
+by a host task of its own; an epoch ends with a graceful stop or with a kill while a
+wave is in flight, alternately, each asked for a way drawn at random: ``stop()``/
+``kill()`` from a task, from another thread, from a sync or async callback, from a task
+or a ``run_task`` function, ``stop(timeout)``, or by cancelling the host task.
+Within an epoch, waves of submissions (every entry point, every fault of the harness:
+tasks that fail, raise ``BaseException`` subclasses, cancel themselves or raise stray
+``CancelledError``; hooks (``on_create``/``on_destroy``, ``check_health``,
+``retry_backoff``, callbacks, the logger, the collector) that raise anything; callers
+that cancel or time out at random; the manager's own tasks cancelled from outside;
+``stats()``/``metrics()`` read from another thread; bursts of thousands at once) are
+each awaited to the last answer and checked.
 """
 
 from __future__ import annotations
@@ -27,14 +34,20 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any, Literal
 
 from .faults import (
     AWAIT_METHODS,
     CALLBACK_METHODS,
+    COLLECTOR_METHODS,
+    FAULT_KINDS,
     FUTURE_METHODS,
+    KNOWN_ENGINE_BUGS,
+    FaultyCollector,
     FaultyResources,
     Ledger,
     RandomCaller,
+    ShutdownHow,
     Step,
     Ticket,
 )
@@ -55,6 +68,35 @@ _PLANS: tuple[tuple[tuple[Step, ...], int], ...] = (
     ((Step("ignore_cancel", steps=3, then_raise=True),), 5),
     ((Step("block", block=0.0005),), 2),
     ((Step("not_awaitable"),), 5),
+    ((Step("keyboard"),), 2),
+    ((Step("exit", steps=1),), 2),
+    ((Step("self_cancel"), Step("ok")), 4),
+    ((Step("self_cancel", steps=1),), 2),
+    ((Step("cancel_to_timeout"), Step("ok")), 4),
+    ((Step("stray_cancel", steps=1),), 4),
+    ((Step("stop_inside"),), 2),
+    *(
+        (((Step("cancel_and_return"),), 4),)
+        if "self_cancel_then_return_poisons_worker" not in KNOWN_ENGINE_BUGS
+        else ()
+    ),
+)
+# How an epoch ends: gracefully, or killed with a wave in flight.
+_GRACEFUL: tuple[ShutdownHow, ...] = (
+    "stop",
+    "thread_stop",
+    "callback_stop",
+    "async_callback_stop",
+)
+_KILLS: tuple[ShutdownHow | Literal["host_cancel"], ...] = (
+    "kill",
+    "thread_kill",
+    "callback_kill",
+    "async_callback_kill",
+    "task_kill",
+    "run_task_kill",
+    "stop_timeout",
+    "host_cancel",
 )
 _PLAN_LIST = [plan for plan, _ in _PLANS]
 _PLAN_CUMULATIVE = list(accumulate(weight for _, weight in _PLANS))
@@ -99,7 +141,12 @@ class SoakReport:
             f"callers: {c['cancelled']:,} cancelled, {c['timeout']:,} timed out;"
             f" faults: {c['create_failures']:,} on_create and {c['destroy_failures']:,}"
             f" on_destroy failures; {c['resources']:,} resources created, peak"
-            f" {self.peak_workers} alive; up to {self.peak_burst_workers} burst workers",
+            f" {self.peak_workers} alive; up to {self.peak_burst_workers} burst workers;"
+            f" {c['hook_failures']:,} other hook failures",
+            "epochs ended by: "
+            + ", ".join(
+                f"{key[5:]} x{n}" for key, n in sorted(c.items()) if key.startswith("end: ")
+            ),
             "invariants: "
             + ("all held" if not self.problems else f"{len(self.problems)} VIOLATED"),
         ]
@@ -145,6 +192,11 @@ class _Soak:
     async def epoch(self, *, kill: bool, size: int) -> None:
         rng = self.rng
         workers = 4
+        how = rng.choice(_KILLS if kill else _GRACEFUL)
+        self.report.counts[f"end: {how}"] += 1
+        extra: dict[str, Any] = {}
+        if rng.random() < 0.5:  # a custom collector (the protocol's calls), failing on demand
+            extra["collector"] = FaultyCollector()
         ledger = Ledger(
             FaultyResources(keep_history=False),
             keep_history=False,
@@ -157,45 +209,79 @@ class _Soak:
             # Each scaling step reads the collector's whole metrics() (percentiles
             # included), costly under tracemalloc; waves of thousands burst anyway.
             burst_interval=0.1,
+            **extra,
         )
         caller = RandomCaller(rng, cancel_rate=0.05, timeout_rate=0.05, max_timeout=0.002)
         before = asyncio.all_tasks() - {asyncio.current_task()}
         problems = self.report.problems
-        try:
+        release = asyncio.Event()
+
+        async def host() -> None:
             async with ledger.manager:
-                if not self.report.memory_start:
-                    self.report.memory_start = _memory()
-                end = self.done + size
-                while self.done < end:
-                    wave = self.wave_size(end - self.done)
-                    last = self.done + wave >= end
-                    if last and kill:  # killed in flight: the last quiet moment is now
-                        self.sample(end=end >= self.total)
-                        self.submit_wave(ledger, caller, wave)
-                        self.done += wave
-                        for _ in range(rng.randint(0, 30)):
-                            await asyncio.sleep(0)
-                        break
+                await release.wait()
+
+        hosting = asyncio.ensure_future(host())
+        try:
+            while ledger.manager.state == "new" and not hosting.done():
+                await asyncio.sleep(0)
+            if ledger.manager.state != "running":
+                problems.append(f"the manager did not start: {hosting!r}")
+                return
+            if not self.report.memory_start:
+                self.report.memory_start = _memory()
+            end = self.done + size
+            while self.done < end:
+                wave = self.wave_size(end - self.done)
+                last = self.done + wave >= end
+                if last and kill:  # killed in flight: the last quiet moment is now
+                    self.sample(end=end >= self.total)
                     self.submit_wave(ledger, caller, wave)
                     self.done += wave
-                    await self.drain(ledger)
-                    self.report.waves += 1
-                    self.sample(end=self.done >= self.total)
-                    problems.extend(ledger.problems(metrics=self.report.waves % 10 == 0))
-                    if problems:
-                        return
-                if kill:
-                    await ledger.kill()
-                else:
-                    await ledger.stop()
+                    for _ in range(rng.randint(0, 30)):
+                        await asyncio.sleep(0)
+                    break
+                self.submit_wave(ledger, caller, wave)
+                self.done += wave
+                await self.drain(ledger)
+                self.report.waves += 1
+                self.sample(end=self.done >= self.total)
+                problems.extend(ledger.problems(metrics=self.report.waves % 10 == 0))
+                if problems:
+                    return
+            await self.end(ledger, how, hosting)
+            release.set()
+            await asyncio.wait_for(asyncio.wait([hosting]), 60)
             await ledger.quiet()
             await ledger.settle(20)
             problems.extend(ledger.problems(final=True))
+            if how == "host_cancel" and not hosting.cancelled():
+                problems.append(f"the cancelled host task was not cancelled: {hosting!r}")
+            if how != "host_cancel" and (hosting.cancelled() or hosting.exception()):
+                problems.append(f"the host task failed: {hosting!r}")
             left = asyncio.all_tasks() - before - {asyncio.current_task()}
             if left:
                 problems.append(f"{len(left)} asyncio tasks outlived the manager: {left}")
         finally:
+            if not hosting.done():  # stopped early by a violation: clean up
+                release.set()
+                await ledger.kill()
+                await asyncio.wait([hosting], timeout=60)
             self.tally(ledger, caller)
+
+    async def end(
+        self, ledger: Ledger, how: ShutdownHow | Literal["host_cancel"], host: asyncio.Task[None]
+    ) -> None:
+        """Shut the manager down the way ``how`` says; wait until it has stopped."""
+        if how == "host_cancel":
+            host.cancel()  # leaving async with by a cancellation kills
+        else:
+            ledger.shut_down(how)
+        deadline = time.monotonic() + 60.0
+        while ledger.manager.state != "stopped":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{how}: the manager has not stopped within 60 s")
+            await asyncio.sleep(0.001)
+        await ledger.finish()
 
     async def drain(self, ledger: Ledger, seconds: float = 60.0) -> None:
         """Wait for every answer of the wave, noting how far bursting went."""
@@ -217,8 +303,23 @@ class _Soak:
         resources = ledger.resources
         if rng.random() < 0.03:
             resources.fail_creates = 1
+            resources.create_fault = rng.choice(FAULT_KINDS)
         if rng.random() < 0.03:
             resources.fail_destroys = 1
+            resources.destroy_fault = rng.choice(FAULT_KINDS)
+        if rng.random() < 0.03:
+            ledger.health_raises += rng.randint(1, 3)
+            ledger.health_fault = rng.choice(FAULT_KINDS)
+        if rng.random() < 0.03:
+            ledger.backoff_raises += rng.randint(1, 3)
+            ledger.backoff_fault = rng.choice(FAULT_KINDS)
+        if rng.random() < 0.02:
+            ledger.logger.fail_next += rng.randint(1, 3)
+            ledger.logger.fail_kind = rng.choice(FAULT_KINDS)
+        if ledger.collector is not None and rng.random() < 0.05:
+            ledger.collector.fail(
+                rng.choice(COLLECTOR_METHODS), rng.randint(1, 3), rng.choice(FAULT_KINDS)
+            )
         if rng.random() < 0.1:
             resources.create_steps = rng.randint(0, 2)
             resources.destroy_steps = rng.randint(0, 2)
@@ -234,6 +335,7 @@ class _Soak:
                     method,
                     coroutine=rng.random() < 0.2,
                     raises=rng.random() < 0.05,
+                    raise_kind=rng.choice(FAULT_KINDS),
                 )
             elif draw < 0.8:
                 ticket = ledger.ticket(self.plan(), "await", rng.choice(AWAIT_METHODS))
@@ -252,6 +354,10 @@ class _Soak:
                 submitted += count
                 continue
             submitted += 1
+        if rng.random() < 0.03:  # an application cancelling the manager's tasks
+            ledger.cancel_own_tasks(None if rng.random() < 0.3 else rng.randrange(1 << 16))
+        if rng.random() < 0.02:  # a monitoring thread
+            ledger.monitor_from_thread(rng.randint(1, 5))
 
     def future(self, ledger: Ledger) -> None:
         rng = self.rng
@@ -287,6 +393,9 @@ class _Soak:
         counts["timeout"] += caller.counts["timeout"]
         counts["create_failures"] += ledger.resources.create_failures
         counts["destroy_failures"] += ledger.resources.destroy_failures
+        counts["hook_failures"] += sum(ledger.hook_failures.values()) + ledger.logger.failures
+        if ledger.collector is not None:
+            counts["hook_failures"] += sum(ledger.collector.lost.values())
         counts["resources"] += ledger.resources.created
         self.report.peak_workers = max(self.report.peak_workers, ledger.resources.peak)
 
@@ -329,6 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=1_000_000, help="tasks to run")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
+        "--epoch-tasks", type=int, default=100_000, help="tasks per manager (each epoch's)"
+    )
+    parser.add_argument(
         "--max-growth-kib",
         type=float,
         default=1024.0,
@@ -337,7 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip memory tracing")
     args = parser.parse_args(argv)
     print(f"soak: {args.tasks:,} tasks, seed {args.seed}", flush=True)
-    report = run_soak(args.tasks, seed=args.seed, trace_memory=not args.no_tracemalloc)
+    report = run_soak(
+        args.tasks,
+        seed=args.seed,
+        epoch_tasks=args.epoch_tasks,
+        trace_memory=not args.no_tracemalloc,
+    )
     problems = list(report.problems)
     if not args.no_tracemalloc and not (report.memory_quarter and report.memory_end):
         problems.append("memory was not sampled after the first quarter and at the end")

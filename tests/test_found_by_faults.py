@@ -1,0 +1,201 @@
+"""Engine bugs found by the extended fault harness (issue 14's machinery), one test each.
+
+Each test is a strict xfail until the engine is fixed: it fails today for the reason it
+gives, and the day it passes pytest reports it, so that the xfail (and the matching name
+in ``tests.faults.KNOWN_ENGINE_BUGS``, which makes the harness tolerate the bug
+meanwhile) can be removed. Every test runs on the default loop and on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from tasker_aio import Config, TaskManager
+
+from .helpers import Resource, Tracker
+
+T = TypeVar("T")
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def _loop_factories() -> list[Any]:
+    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the bench group
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+LOOPS = pytest.mark.parametrize("loop_factory", _loop_factories())
+
+
+def run(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+def manager_on(tracker: Tracker, **config: Any) -> TaskManager[Resource, str]:
+    settings: dict[str, Any] = {
+        "on_create": tracker.create,
+        "on_destroy": tracker.destroy,
+        "worker_count": 1,
+        "resource_pool_size": 0,
+        "burst_interval": None,
+    }
+    settings.update(config)
+    return TaskManager(Config(**settings))
+
+
+@pytest.mark.xfail(
+    sys.version_info < (3, 13),
+    strict=True,
+    reason=(
+        "a task that calls asyncio.current_task().cancel() and returns before any await"
+        " leaves the worker's asyncio task with _must_cancel set: Worker._settle_cancels()"
+        " withdraws it with Task.uncancel(), which clears _must_cancel only from Python"
+        " 3.13, so the next task on that worker is cancelled at its first await"
+        " (CancelledError though nobody cancelled it)"
+    ),
+)
+@LOOPS
+def test_a_task_cancelling_itself_and_returning_does_not_cancel_the_next_task(
+    loop_factory: LoopFactory, tracker: Tracker
+) -> None:
+    """A task that cancels its own asyncio task and returns at once: the next task is untouched."""
+
+    async def cancels_then_returns(resource: Resource) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return "first"  # before the cancellation could be delivered
+
+    async def innocent(resource: Resource) -> str:
+        await asyncio.sleep(0)
+        return "second"
+
+    async def main() -> tuple[object, object]:
+        async with manager_on(tracker) as manager:  # one worker: both run on it, in order
+            first = manager.submit(cancels_then_returns)
+            second = manager.submit(innocent)
+            await asyncio.wait([first, second])
+            return (
+                first.exception() or first.result(),
+                second.exception() or second.result(),
+            )
+
+    first, second = run(loop_factory, main)
+    assert first == "first"
+    assert second == "second", f"the next task on that worker got {second!r}"
+    tracker.assert_balanced()
+
+
+_SWALLOWED = (
+    "resources._to_the_end() treats every CancelledError that arrives once the on_destroy"
+    " task is done as 'the inner task was cancelled' and breaks out without re-raising:"
+    " a cancellation of run_task's caller that lands while its temporary resource is"
+    " destroyed, with an on_destroy that finishes within that loop turn, is swallowed"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=_SWALLOWED)
+@LOOPS
+def test_run_task_passes_on_a_cancellation_that_lands_while_its_temporary_resource_is_destroyed(
+    loop_factory: LoopFactory, tracker: Tracker
+) -> None:
+    """A caller cancelled while run_task destroys its temporary resource gets CancelledError."""
+
+    async def main() -> str:
+        async with manager_on(tracker) as manager:  # no pool: run_task makes a temporary one
+            caller = asyncio.current_task()
+            assert caller is not None
+
+            async def finishes(resource: Resource) -> str:
+                # The caller gives up right after this returns: while the manager destroys
+                # the temporary resource.
+                asyncio.get_running_loop().call_soon(caller.cancel)
+                return "value"
+
+            try:
+                value = await manager.run_task(finishes)
+            except asyncio.CancelledError:
+                caller.uncancel()
+                return "cancelled"
+            try:  # the cancellation may still be pending: it must not be lost
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                caller.uncancel()
+                return "cancelled late"
+            return value
+
+    assert run(loop_factory, main) in ("cancelled", "cancelled late"), "the cancellation was lost"
+    tracker.assert_balanced()
+
+
+@pytest.mark.xfail(strict=True, reason=_SWALLOWED)
+@LOOPS
+def test_run_task_keeps_the_callers_timeout_that_expires_while_its_resource_is_destroyed(
+    loop_factory: LoopFactory, tracker: Tracker
+) -> None:
+    """asyncio.timeout() expiring while run_task destroys a temporary resource: TimeoutError."""
+
+    async def main() -> str:
+        async with manager_on(tracker) as manager:
+            try:
+                async with asyncio.timeout(3600) as deadline:
+
+                    async def finishes(resource: Resource) -> str:
+                        deadline.reschedule(asyncio.get_running_loop().time())  # due now
+                        return "late"
+
+                    return await manager.run_task(finishes)
+            except TimeoutError:
+                return "timed out"
+
+    assert run(loop_factory, main) == "timed out", "the caller's timeout was ignored"
+    tracker.assert_balanced()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "kill() that lands after every on_create of __aenter__ has finished, but before"
+        " __aenter__ has resumed, does not interrupt it (anyio's CancelScope.cancel() does"
+        " not cancel a task whose awaited future is already done), so"
+        " Resources.create_all() returns the resources; Lifecycle.enter() then takes its"
+        " 'kill() came while we created: nothing was kept' branch and drops them: they are"
+        " never destroyed, and entry returns a stopped manager"
+    ),
+)
+@LOOPS
+@pytest.mark.parametrize(("workers", "pool"), [(1, 0), (2, 1)])
+def test_kill_as_entry_finishes_creating_destroys_what_it_created(
+    loop_factory: LoopFactory, tracker: Tracker, workers: int, pool: int
+) -> None:
+    """kill() asked for as the last on_create of entry returns: every resource is destroyed."""
+    total = workers + pool
+    manager: TaskManager[Resource, str]
+
+    async def create() -> Resource:
+        resource = await tracker.create()
+        if len(tracker.created) == total:  # the last one: kill() runs right after it
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(manager.kill()))
+        return resource
+
+    async def main() -> str:
+        async with manager:
+            state = manager.state
+        await asyncio.sleep(0.01)  # let anything scheduled run
+        return state
+
+    manager = manager_on(tracker, on_create=create, worker_count=workers, resource_pool_size=pool)
+    state = run(loop_factory, main)
+    assert state == "stopped"  # entry returned a stopped manager, as kill() during entry does
+    assert len(tracker.created) == total
+    assert tracker.alive == 0, f"{tracker.alive} of {total} resources were never destroyed"
+    tracker.assert_balanced()
