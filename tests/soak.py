@@ -42,7 +42,6 @@ from .faults import (
     COLLECTOR_METHODS,
     FAULT_KINDS,
     FUTURE_METHODS,
-    KNOWN_ENGINE_BUGS,
     FaultyCollector,
     FaultyResources,
     Ledger,
@@ -75,11 +74,7 @@ _PLANS: tuple[tuple[tuple[Step, ...], int], ...] = (
     ((Step("cancel_to_timeout"), Step("ok")), 4),
     ((Step("stray_cancel", steps=1),), 4),
     ((Step("stop_inside"),), 2),
-    *(
-        (((Step("cancel_and_return"),), 4),)
-        if "self_cancel_then_return_poisons_worker" not in KNOWN_ENGINE_BUGS
-        else ()
-    ),
+    ((Step("cancel_and_return"),), 4),
 )
 # How an epoch ends: gracefully, or killed with a wave in flight.
 _GRACEFUL: tuple[ShutdownHow, ...] = (

@@ -1,15 +1,11 @@
-"""Engine bugs found by the extended fault harness (issue 14's machinery), one test each.
+"""Regressions for the engine bugs the extended fault harness found (issue 14), one each.
 
-Each test is a strict xfail until the engine is fixed: it fails today for the reason it
-gives, and the day it passes pytest reports it, so that the xfail (and the matching name
-in ``tests.faults.KNOWN_ENGINE_BUGS``, which makes the harness tolerate the bug
-meanwhile) can be removed. Every test runs on the default loop and on uvloop.
+Every test runs on the default loop and on uvloop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -52,17 +48,6 @@ def manager_on(tracker: Tracker, **config: Any) -> TaskManager[Resource, str]:
     return TaskManager(Config(**settings))
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 13),
-    strict=True,
-    reason=(
-        "a task that calls asyncio.current_task().cancel() and returns before any await"
-        " leaves the worker's asyncio task with _must_cancel set: Worker._settle_cancels()"
-        " withdraws it with Task.uncancel(), which clears _must_cancel only from Python"
-        " 3.13, so the next task on that worker is cancelled at its first await"
-        " (CancelledError though nobody cancelled it)"
-    ),
-)
 @LOOPS
 def test_a_task_cancelling_itself_and_returning_does_not_cancel_the_next_task(
     loop_factory: LoopFactory, tracker: Tracker
@@ -95,15 +80,6 @@ def test_a_task_cancelling_itself_and_returning_does_not_cancel_the_next_task(
     tracker.assert_balanced()
 
 
-_SWALLOWED = (
-    "resources._to_the_end() treats every CancelledError that arrives once the on_destroy"
-    " task is done as 'the inner task was cancelled' and breaks out without re-raising:"
-    " a cancellation of run_task's caller that lands while its temporary resource is"
-    " destroyed, with an on_destroy that finishes within that loop turn, is swallowed"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_SWALLOWED)
 @LOOPS
 def test_run_task_passes_on_a_cancellation_that_lands_while_its_temporary_resource_is_destroyed(
     loop_factory: LoopFactory, tracker: Tracker
@@ -137,7 +113,6 @@ def test_run_task_passes_on_a_cancellation_that_lands_while_its_temporary_resour
     tracker.assert_balanced()
 
 
-@pytest.mark.xfail(strict=True, reason=_SWALLOWED)
 @LOOPS
 def test_run_task_keeps_the_callers_timeout_that_expires_while_its_resource_is_destroyed(
     loop_factory: LoopFactory, tracker: Tracker
@@ -161,17 +136,6 @@ def test_run_task_keeps_the_callers_timeout_that_expires_while_its_resource_is_d
     tracker.assert_balanced()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kill() that lands after every on_create of __aenter__ has finished, but before"
-        " __aenter__ has resumed, does not interrupt it (anyio's CancelScope.cancel() does"
-        " not cancel a task whose awaited future is already done), so"
-        " Resources.create_all() returns the resources; Lifecycle.enter() then takes its"
-        " 'kill() came while we created: nothing was kept' branch and drops them: they are"
-        " never destroyed, and entry returns a stopped manager"
-    ),
-)
 @LOOPS
 @pytest.mark.parametrize(("workers", "pool"), [(1, 0), (2, 1)])
 def test_kill_as_entry_finishes_creating_destroys_what_it_created(

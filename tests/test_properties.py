@@ -58,7 +58,6 @@ from .faults import (
     COLLECTOR_METHODS,
     FAULT_KINDS,
     FUTURE_METHODS,
-    KNOWN_ENGINE_BUGS,
     SHUTDOWN_HOWS,
     CreateFault,
     DestroyFault,
@@ -88,10 +87,13 @@ BACKOFFS: dict[str, Callable[[int], float]] = {
     "park": lambda attempt: 3600.0,  # waits until stop() re-queues it
 }
 
-# A task cancelling itself and returning at once hits a known engine bug before 3.13.
-_SELF_CANCELS = ["self_cancel", "cancel_to_timeout", "stray_cancel", "stop_inside"]
-if "self_cancel_then_return_poisons_worker" not in KNOWN_ENGINE_BUGS:
-    _SELF_CANCELS.append("cancel_and_return")
+_SELF_CANCELS = [
+    "self_cancel",
+    "cancel_to_timeout",
+    "stray_cancel",
+    "stop_inside",
+    "cancel_and_return",
+]
 
 steps = st.one_of(
     st.builds(Step, st.just("ok"), st.integers(0, 3)),
@@ -726,14 +728,6 @@ def test_shutdown_while_entering_is_prompt_and_destroys_what_it_made(
             release.set()
             await asyncio.wait([hosting])
             await ledger.finish()
-        if (
-            "kill_as_entry_finishes_leaks" in KNOWN_ENGINE_BUGS
-            and entered == ["stopped"]
-            and resources.alive
-            and resources.destroyed == 0
-        ):  # that known bug's signature: entry kept nothing, yet destroyed nothing
-            for resource in list(resources.alive.values()):
-                resources.destroy_sync(resource)
         if how == "host_cancel" and not began:  # cancelled before it could enter
             if manager.state != "new":
                 problems.append(f"state {manager.state!r}, though nobody entered it")

@@ -14,7 +14,7 @@ from .._exceptions import ManagerStoppedError, QueueFullError
 from .._types import E, R
 from .idle import IdleWorkers
 from .loop import loop_thread, running_loop
-from .queues import NEW, QUEUED, Policy, Route, Task, TaskQueue, TaskFuture
+from .queues import NEW, QUEUED, Policy, Route, Task, TaskFuture, TaskQueue
 
 __all__ = ["Admission", "shutting_down"]
 

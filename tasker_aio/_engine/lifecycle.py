@@ -93,6 +93,7 @@ class Lifecycle(Generic[R]):
         self._outcomes.bind(loop)
         self._workers.bind(loop)
         settings = self._settings
+        resources: list[R] = []  # stays empty if kill() cancels the creations
         try:
             with anyio.CancelScope() as self._entering:
                 if self._pending == "kill":
@@ -105,7 +106,8 @@ class Lifecycle(Generic[R]):
             raise
         finally:
             self._entering = None
-        if self._pending == "kill":  # kill() came while we created: nothing was kept
+        if self._pending == "kill":  # kill() came as the creations ended: keep nothing
+            await self._resources.destroy_all(resources)
             self._finished()
             return
         self._pool.fill(resources[: settings.resource_pool_size])

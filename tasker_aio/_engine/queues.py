@@ -28,8 +28,17 @@ from typing import Any, Generic, NamedTuple
 from .._types import E, R
 
 __all__ = [
-    "DISCARDED", "DONE", "NEW", "QUEUED", "RUNNING", "WAITING", "Policy", "Route", "Task",
-    "TaskQueue", "TaskFuture",
+    "DISCARDED",
+    "DONE",
+    "NEW",
+    "QUEUED",
+    "RUNNING",
+    "WAITING",
+    "Policy",
+    "Route",
+    "Task",
+    "TaskFuture",
+    "TaskQueue",
 ]  # fmt: skip
 
 # Task states.

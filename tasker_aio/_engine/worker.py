@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Any, Generic
 
@@ -15,6 +16,10 @@ from .queues import DISCARDED, DONE, QUEUED, RUNNING, Task
 from .resources import NO_RESOURCE
 
 __all__ = ["CLOSING", "CREATING", "READY", "Worker"]
+
+# Task.uncancel() clears a cancel requested of a running task (not yet delivered) only
+# from Python 3.13; before, it still fires at the task's next await.
+_PENDING_SURVIVES_UNCANCEL = sys.version_info < (3, 13)
 
 # Worker phases. Every phase counts against max_worker_count; only READY is "active".
 CREATING = 0
@@ -37,8 +42,8 @@ class Worker(Generic[R, E]):
 
     __slots__ = (
         "born", "burst", "cancel_requested", "checked", "crew", "current", "gone",
-        "has_slot", "idle_since", "phase", "resource", "retiring", "task", "used_at",
-        "waiter",
+        "has_slot", "idle_since", "phase", "resource", "retiring", "task", "undelivered",
+        "used_at", "waiter",
     )  # fmt: skip
 
     def __init__(self, crew: Crew[R], burst: bool, resource: Any = NO_RESOURCE) -> None:
@@ -53,6 +58,7 @@ class Worker(Generic[R, E]):
         self.waiter: asyncio.Future[None] | None = None
         self.idle_since = 0.0
         self.cancel_requested = False
+        self.undelivered = False  # a withdrawn cancel may still fire (see _settle_cancels)
         # Its slot among max_resources: handed over with a resource, or taken for one.
         self.has_slot = resource is not NO_RESOURCE or burst
         # What the resource's care needs to know (see Care): when it was created, when
@@ -176,6 +182,8 @@ class Worker(Generic[R, E]):
                         interrupted = self._settle_cancels(exc)  # re-raises kill()'s
                         if not await self._failed(task, exc, returned, interrupted):
                             return
+                        if self.undelivered:  # before the next task, not before the answer
+                            await self._take_undelivered_cancel()
                         now = clock()
                     else:
                         now = clock()
@@ -197,8 +205,11 @@ class Worker(Generic[R, E]):
                                 completed(logged)
                                 if traced:
                                     crew.outcomes.end_trace(task, "completed")
+                        if self.undelivered:  # before the next task, not before the answer
+                            await self._take_undelivered_cancel()
+                            now = clock()
                         if care:
-                            if not await self._after_task():
+                            if not await self._tend(after_task=True):
                                 return
                             now = clock()
         finally:
@@ -244,32 +255,22 @@ class Worker(Generic[R, E]):
         loop = self.crew.loop
         return loop.call_at(loop.time() + max(0.0, due - time.monotonic()), _wake_to_tend, waiter)
 
-    async def _tend(self) -> bool:
-        """Recycle the resource if too old, else check it; replace it if it fails.
+    async def _tend(self, after_task: bool = False) -> bool:
+        """Care for the resource: a check before a task, a reset after one; replace if spent.
 
         False if the worker should leave instead (drained, or gave up creating).
         """
         crew = self.crew
         self.phase = CREATING  # not "active" while it is cared for
         try:
-            why = await crew.care.tend(self)
+            why = await (crew.care.after_task(self) if after_task else crew.care.tend(self))
         except asyncio.CancelledError as exc:
             crew.run.survive(exc)
-            why = "its check was cut short"
+            why = "its care was cut short"
         if why is not None:
             return await self._replace(f"because {why}")
         self.phase = READY
         return True
-
-    async def _after_task(self) -> bool:
-        """After a task on a healthy resource: reset it, recycle it if too old."""
-        crew = self.crew
-        try:
-            why = await crew.care.after_task(self)
-        except asyncio.CancelledError as exc:
-            crew.run.survive(exc)
-            why = "its reset was cut short"
-        return why is None or await self._replace(f"because {why}")
 
     def _settle_cancels(self, exc: BaseException | None) -> bool:
         """Settle the cancel requests on the worker after a task; True if ``exc`` is interrupt()'s.
@@ -286,9 +287,22 @@ class Worker(Generic[R, E]):
         requested, self.cancel_requested = self.cancel_requested, False
         task = self.task
         assert task is not None
+        withdrew = False
         while task.cancelling():
             task.uncancel()
+            withdrew = True
+        # A cancel requested while the task ran and never delivered (it cancelled its own
+        # task, then returned): uncancel() clears it only from Python 3.13.
+        self.undelivered = withdrew and not cancelled and _PENDING_SURVIVES_UNCANCEL
         return cancelled and requested
+
+    async def _take_undelivered_cancel(self) -> None:
+        """Let a withdrawn, undelivered cancel fire here, between tasks, and drop it."""
+        self.undelivered = False
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError as exc:
+            self.crew.run.survive(exc)
 
     def _drained(self) -> bool:
         """Shutting down with nothing left to run: the worker may leave."""
@@ -347,7 +361,7 @@ class Worker(Generic[R, E]):
             crew.resources.note_unhealthy()
             return await self._replace(f"after an unhealthy error: {error!r}", error)
         if crew.settings.cares_for_resources:
-            return await self._after_task()
+            return await self._tend(after_task=True)
         return True
 
     async def _replace(self, why: str, error: BaseException | None = None) -> bool:
