@@ -168,3 +168,11 @@ async def test_body_exception_is_not_wrapped(make_manager: Make) -> None:
     with pytest.raises(KeyError):
         async with make_manager():
             raise KeyError("mine")
+
+
+async def test_entering_after_a_stop_says_it_was_stopped(make_manager: Make) -> None:
+    """A manager stopped (or killed) before it was entered refuses entry, saying why."""
+    manager = make_manager()
+    await manager.kill()
+    with pytest.raises(RuntimeError, match="stopped before it was entered"):
+        await manager.__aenter__()

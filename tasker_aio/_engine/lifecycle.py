@@ -77,8 +77,12 @@ class Lifecycle(Generic[R]):
             RuntimeError: the manager was entered before.
         """
         run = self._run
-        if self._entered or run.state != "new":
+        if self._entered:
             raise RuntimeError("a TaskManager runs once; create a new one to start again")
+        if run.state != "new":
+            raise RuntimeError(
+                "this TaskManager was stopped before it was entered; create a new one"
+            )
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -237,7 +241,7 @@ class Lifecycle(Generic[R]):
 
     def _kill_now(self) -> None:
         run = self._run
-        if run.killed:
+        if run.killed or run.state == "stopped":  # nothing left to kill
             return
         run.killed = True
         self._logger.info("task manager killed")
