@@ -174,8 +174,7 @@ class _Durations:
         found, start, total = [], 0, 0
         for bound in bounds:
             ticks = min(max(floor(bound * _TICKS), 0), _HIGHEST)
-            # Every value in the bound's HDR bucket counts: a sliver above the bound,
-            # within the histogram's 3 significant digits.
+            # The bound's whole HDR bucket counts: a sliver above it, within 3 digits.
             end = min(hist._counts_index_for(ticks) + 1, top)
             if end > start:
                 total += sum(counts[start:end])
@@ -327,16 +326,17 @@ class HdrCollector:
             return durations.cumulative(bounds), durations.total, durations.count
 
     def add_fold_listener(self, listener: FoldListener) -> None:
-        """Call ``listener(runs, waits)`` with each batch of completed tasks, as it is folded.
+        """Call ``listener(runs, waits)`` with each batch of completed tasks as it is folded.
 
-        ``runs`` and ``waits`` hold every execution and queue-wait time of the batch in
-        seconds, exact (never sampled), in the order logged; do not change them. The
-        listener runs where the batch is folded: on the manager's loop at a worker's
-        slow point (every 4096 tasks under load), or in the thread reading the metrics,
-        under the collector's lock, so it must be quick. Nothing is added per task.
-        What it raises is logged to the ``tasker_aio`` logger; the collector carries on.
+        ``runs`` and ``waits``: the batch's execution and queue-wait times in seconds,
+        every one (never sampled), in the order logged; do not change them. It runs where
+        the batch is folded (on the manager's loop every 4096 tasks under load, or in the
+        thread reading the metrics), under the collector's lock: keep it quick. It hears
+        tasks logged from now on (earlier ones are folded first, without it). What it
+        raises is logged to the ``tasker_aio`` logger; the collector carries on.
         """
         with self._lock:
+            self._fold_locked()
             self._listeners = (*self._listeners, listener)
 
     def remove_fold_listener(self, listener: FoldListener) -> None:

@@ -140,3 +140,15 @@ def test_histogram_read_from_another_thread_counts_each_task_once() -> None:
         reader.join(timeout=10)
     assert counts == sorted(counts)
     assert collector.histogram("execution", (1.0,)) == ([20_000], pytest.approx(20.0), 20_000)
+
+
+def test_a_fold_listener_hears_only_tasks_logged_after_it_was_added() -> None:
+    """What was logged before add_fold_listener is folded first, without the listener."""
+    collector = new_collector()
+    completion = collector.recorders().completion
+    completion((10.0, 0.1, 0.0))  # logged, not yet folded
+    heard: list[list[float]] = []
+    collector.add_fold_listener(lambda runs, waits: heard.append(runs))
+    completion((11.0, 0.2, 0.0))
+    assert collector.metrics().total_tasks_completed == 2
+    assert heard == [[0.2]]
