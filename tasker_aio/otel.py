@@ -28,9 +28,12 @@ across managers (OpenTelemetry's rule for choosing); Prometheus shows them as ga
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
 from typing import Any
@@ -38,7 +41,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
@@ -51,6 +54,7 @@ __all__ = ["OtelMetrics", "SpanTracer", "instrument", "tracer"]
 
 _logger = logging.getLogger("tasker_aio")
 _SCOPE = "tasker_aio"
+_CHUNK = 256  # tasks a loop turn records at least: ~3 ms of the SDK's record(), twice
 
 Attributes = Mapping[str, AttributeValue]
 Observe = Callable[[CallbackOptions], Iterable[Observation]]
@@ -87,20 +91,92 @@ _LEVELS: tuple[tuple[str, str, str, tuple[tuple[str, dict[str, str]], ...]], ...
 )
 
 
-class _Source:
-    """One instrumented manager and its attributes."""
+class _Recorder:
+    """Feeds one manager's histograms with the batches its collector folds.
 
-    __slots__ = ("attributes", "collector", "manager")
+    The SDK's ``record()`` costs microseconds a value and has no batch form: a batch of
+    4096 tasks recorded at once stalled the loop for 50 ms. The fold listener only
+    queues the batch; the loop records a chunk per turn (an eighth of the backlog, at
+    least _CHUNK tasks: it keeps up, and the backlog stays a few turns' worth), and a
+    collection or close() first records whatever is still queued.
+    """
+
+    __slots__ = ("_attributes", "_backlog", "_histograms", "_loop", "_pending", "_scheduled")
+
+    def __init__(
+        self,
+        histograms: tuple[Histogram, Histogram],
+        attributes: dict[str, AttributeValue],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self._histograms = histograms
+        self._attributes = attributes or None  # None records faster than {}
+        self._loop = loop
+        self._pending: deque[tuple[list[float], list[float]]] = deque()
+        self._backlog = 0  # tasks pending; approximate if folds come from two threads
+        self._scheduled = False
+
+    def listen(self, runs: list[float], waits: list[float]) -> None:
+        """The fold listener: queue the batch, and have the loop record it soon."""
+        self._pending.append((runs, waits))
+        self._backlog += len(runs)
+        # Folds run on the manager's loop, or in a thread reading the metrics: then the
+        # loop instrument() was called on records the batch.
+        loop = _running_loop() or self._loop
+        if loop is None or loop.is_closed():
+            self.drain()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop = loop
+            loop.call_soon_threadsafe(self._drain_some)
+
+    def drain(self) -> None:
+        """Record everything queued, now."""
+        self._record(math.inf)
+
+    def _drain_some(self) -> None:
+        self._scheduled = False
+        self._record(max(_CHUNK, self._backlog // 8))
+        if self._pending and not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._drain_some)
+
+    def _record(self, limit: float) -> None:
+        execution, queue_wait = (h.record for h in self._histograms)
+        attributes = self._attributes
+        while limit > 0:
+            try:
+                runs, waits = self._pending.popleft()
+            except IndexError:
+                return
+            if len(runs) > limit:
+                cut = int(limit)
+                self._pending.appendleft((runs[cut:], waits[cut:]))
+                runs, waits = runs[:cut], waits[:cut]
+            self._backlog -= len(runs)
+            limit -= len(runs)
+            for seconds in runs:
+                execution(seconds, attributes)
+            for seconds in waits:
+                queue_wait(seconds, attributes)
+
+
+class _Source:
+    """One instrumented manager, its attributes, and its histograms' recorder."""
+
+    __slots__ = ("attributes", "collector", "manager", "recorder")
 
     def __init__(
         self,
         manager: TaskManager[Any, Any],
         attributes: dict[str, AttributeValue],
         collector: HdrCollector | None,
+        recorder: _Recorder | None,
     ) -> None:
         self.manager = manager
         self.attributes = attributes
         self.collector = collector
+        self.recorder = recorder
 
 
 class _Instruments:
@@ -143,6 +219,9 @@ class _Instruments:
                 except Exception:  # one manager's failure must not hide the others
                     _logger.exception("reading %r for OpenTelemetry failed", source.manager)
                     continue
+                finally:
+                    if source.recorder is not None:
+                        source.recorder.drain()  # the histograms are collected after this
                 found += [
                     Observation(getattr(values, field), {**source.attributes, **extra})
                     for field, extra in series
@@ -165,8 +244,8 @@ class OtelMetrics:
         self._instruments = instruments
         self._source = source
         self._closed = False
-        if source.collector is not None:
-            source.collector.add_fold_listener(self._record)
+        if source.collector is not None and source.recorder is not None:
+            source.collector.add_fold_listener(source.recorder.listen)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -185,18 +264,10 @@ class OtelMetrics:
             self._closed = True
             instruments, source = self._instruments, self._source
             instruments.sources = tuple(s for s in instruments.sources if s is not source)
-            if source.collector is not None:
-                source.collector.remove_fold_listener(self._record)
-
-    def _record(self, runs: list[float], waits: list[float]) -> None:
-        """A fold listener: a batch of completed tasks' durations into the histograms."""
-        attributes = self._source.attributes
-        record = self._instruments.execution.record
-        for seconds in runs:
-            record(seconds, attributes)
-        record = self._instruments.queue_wait.record
-        for seconds in waits:
-            record(seconds, attributes)
+            if source.collector is not None and source.recorder is not None:
+                source.collector.metrics()  # a fold: tasks completed so far are recorded
+                source.collector.remove_fold_listener(source.recorder.listen)
+                source.recorder.drain()
 
 
 def instrument(
@@ -205,16 +276,18 @@ def instrument(
     meter_provider: MeterProvider | None = None,
     prefix: str = "tasker",
     attributes: Attributes | None = None,
+    histograms: bool = True,
 ) -> OtelMetrics:
     """Observe ``manager`` through OpenTelemetry instruments (see the module docstring).
 
     The counters and levels are read when the SDK collects (from any thread: the reads
     hop to the manager's loop, so do not block that loop waiting for a collection, as
-    a ``meter_provider.shutdown()`` called on it would). The histograms get each
-    batch of completed tasks' durations as the default collector folds it (every
-    4096 tasks under load, and whenever the metrics are read), from the moment of this
-    call; with a custom collector they stay empty. Change their buckets with an SDK
-    ``View``.
+    a ``meter_provider.shutdown()`` called on it would). The histograms get the exact
+    durations of the tasks completed from now on, in the batches the default collector
+    folds (every 4096 tasks under load, and whenever the metrics are read), recorded
+    a chunk per loop turn; with a custom collector they stay empty. The SDK's
+    ``record()`` is what they cost, twice per completed task (``histograms=False``
+    skips them). Change their buckets with an SDK ``View``.
 
     Args:
         manager: the manager, entered or not.
@@ -223,6 +296,7 @@ def instrument(
         prefix: the start of every instrument name.
         attributes: added to every measurement, such as ``{"pool": "db"}``; managers
             sharing a provider and prefix need different ones.
+        histograms: feed this manager's execution and queue-wait histograms.
 
     Returns:
         The handle; :meth:`OtelMetrics.close` stops the measurements.
@@ -240,7 +314,6 @@ def instrument(
     if own := {"kind", "queue"} & set(constant):
         raise ValueError(f"attributes {sorted(own)!r} are the instruments' own")
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-    source = _Source(manager, constant, collector)
     with _lock:
         by_prefix = _shared.setdefault(provider, {})
         instruments = by_prefix.get(prefix)
@@ -252,8 +325,20 @@ def instrument(
         if instruments is None:
             meter = provider.get_meter(_SCOPE, __version__)
             instruments = by_prefix[prefix] = _Instruments(meter, prefix)
+        recorder = None
+        if collector is not None and histograms:
+            pair = (instruments.execution, instruments.queue_wait)
+            recorder = _Recorder(pair, constant, _running_loop())
+        source = _Source(manager, constant, collector, recorder)
         instruments.sources = (*instruments.sources, source)
         return OtelMetrics(instruments, source)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class SpanTracer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
+from opentelemetry.metrics import NoOpHistogram, NoOpMeter, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Histogram,
@@ -330,6 +332,85 @@ def test_only_a_task_manager_can_be_instrumented(meter_provider: MeterProvider) 
     """Anything else is a TypeError naming it."""
     with pytest.raises(TypeError, match="TaskManager"):
         instrument(object(), meter_provider=meter_provider)  # type: ignore[arg-type]
+
+
+class Turns:
+    """Counts the event loop's turns: a callback that schedules itself again each turn."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self._handle: asyncio.Handle | None = None
+
+    def __enter__(self) -> Turns:
+        self._tick()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _tick(self) -> None:
+        self.turn += 1
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+
+class TurnHistogram(NoOpHistogram):
+    """A histogram noting the loop turn of every record."""
+
+    def __init__(self, name: str, turns: Turns, seen: list[int]) -> None:
+        super().__init__(name)
+        self.turns = turns
+        self.seen = seen
+
+    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self.seen.append(self.turns.turn)
+
+
+class TurnMeterProvider(NoOpMeterProvider):
+    """A meter provider whose histograms note the turn of each record."""
+
+    def __init__(self, turns: Turns) -> None:
+        self.turns = turns
+        self.seen: list[int] = []
+
+    def get_meter(self, name: str, *args: Any, **kwargs: Any) -> NoOpMeter:
+        turns, seen = self.turns, self.seen
+
+        class Meter(NoOpMeter):
+            def create_histogram(self, name: str, *args: Any, **kwargs: Any) -> NoOpHistogram:
+                return TurnHistogram(name, turns, seen)
+
+        return Meter(name)
+
+
+async def test_a_folded_batch_is_recorded_over_several_loop_turns(make_manager: Make) -> None:
+    """A full batch of 4096 is never recorded in one turn of the loop; all of it is recorded."""
+    with Turns() as turns:
+        provider = TurnMeterProvider(turns)
+        async with make_manager(worker_count=8) as manager:
+            handle = instrument(manager, meter_provider=provider)
+            await asyncio.gather(*[manager.submit(use()) for _ in range(3 * 4096)])
+            manager.metrics()  # folds the last, partial batch
+            for _ in range(200):  # let the loop record the rest, a chunk a turn
+                await asyncio.sleep(0)
+            per_turn = Counter(provider.seen)
+            handle.close()
+    assert sum(per_turn.values()) == len(provider.seen) == 2 * 3 * 4096  # every run and wait
+    assert max(per_turn.values()) <= 2 * (3 * 4096) // 8  # a chunk, never a whole batch
+    assert len(per_turn) >= 8
+
+
+async def test_histograms_false_feeds_no_histograms(
+    make_manager: Make, meter_provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    """histograms=False: counters and levels only; the histograms get nothing."""
+    async with make_manager() as manager:
+        handle = instrument(manager, meter_provider=meter_provider, histograms=False)
+        await work(manager, completed=3, failed=0)
+        points, _ = collect(reader)
+        handle.close()
+    assert number(points, "tasker.tasks.completed") == 3
+    assert not any(name.startswith("tasker.task.") for name, _ in points)
 
 
 # ------------------------------------------------------------------------ tracing
