@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "lag" in sections:
         report.lag = run_lag(loops, plan.lag_n, plan.lag_reps)
     if "metrics" in sections:
-        report.metrics_cost = run_metrics_cost(loops, plan.metrics_n, reps)
+        report.metrics_cost = run_metrics_cost(loops, plan.metrics_n, reps, report.notes)
     if "profile" in sections:
         report.profile = run_profile(default_loop, plan.profile_n)
     if "loadstep" in sections:

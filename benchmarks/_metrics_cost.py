@@ -1,4 +1,9 @@
-"""Section 3: what the default metrics collector costs per task."""
+"""Section 3: what the default metrics collector costs per task, and what observing it adds.
+
+The observed rows (``benchmarks/_observed.py``) attach the Prometheus exporter, the
+OpenTelemetry metrics or an OpenTelemetry tracer to a manager with the default
+collector; the report gives their cost over the default collector's row of the same run.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from ._common import (
     submitters_for,
     trivial,
 )
+from ._observed import observed_systems
 from ._systems import (
     METRICS_OFF,
     NoopCollector,
@@ -71,16 +77,21 @@ _SYSTEMS: list[tuple[str, str, Runner]] = [
 ]
 
 
-def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[MetricsRow]:
+def run_metrics_cost(
+    loops: dict[str, LoopFactory], n: int, reps: int, notes: list[str] | None = None
+) -> list[MetricsRow]:
     """Trivial tasks with the default collector, a no-op custom one, the metrics hooks
-    off, and no manager at all."""
+    off, no manager at all, and the default collector observed by each exporter."""
     case = Case(trivial, n, WORKERS, submitters_for(WORKERS))
+    observed = observed_systems(notes if notes is not None else [])
+    # Each style's rows together, the observed ones after the style's own.
+    systems = sorted([*_SYSTEMS, *observed], key=lambda system: system[0] != "closed")
     samples: dict[tuple[str, int], list[float]] = defaultdict(list)
     cpu_samples: dict[tuple[str, int], list[float]] = defaultdict(list)
     for rep in range(reps):
         for loop_name, factory in loops.items():
             progress(f"metrics cost: repetition {rep + 1}/{reps} on {loop_name}")
-            for index, (_style, _label, run) in enumerate(_SYSTEMS):
+            for index, (_style, _label, run) in enumerate(systems):
                 timing = run_on(factory, partial(run, case), collect=False)
                 samples[loop_name, index].append(timing.wall / n * PER_TASK)
                 cpu_samples[loop_name, index].append(timing.cpu / n * PER_TASK)
@@ -88,10 +99,10 @@ def run_metrics_cost(loops: dict[str, LoopFactory], n: int, reps: int) -> list[M
     for loop_name in loops:
         floors = {
             style: median(samples[loop_name, index])
-            for index, (style, label, _) in enumerate(_SYSTEMS)
+            for index, (style, label, _) in enumerate(systems)
             if label == "raw floor"
         }
-        for index, (style, label, _) in enumerate(_SYSTEMS):
+        for index, (style, label, _) in enumerate(systems):
             us = median(samples[loop_name, index])
             rows.append(
                 MetricsRow(

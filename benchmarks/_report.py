@@ -18,7 +18,7 @@ from ._memory import MemoryRow
 from ._metrics_cost import MetricsRow
 from ._profile import ProfileResult
 from ._scaling import CurvePoint, LagRow
-from ._targets import Check, check_targets, growth
+from ._targets import OBSERVED, Check, check_targets, growth, is_default
 from ._throughput import ThroughputRow
 from .load_step import Sample, thin
 from .load_step import render as render_load_step
@@ -293,12 +293,15 @@ class Report:
 
     def _render_metrics(self) -> str:
         n = self.metrics_cost[0].n
-        off = {(r.loop, r.style): r for r in self.metrics_cost if "off" in r.system}
+        off = {(r.loop, r.style): r for r in self.metrics_cost if "hooks off" in r.system}
+        default = {(r.loop, r.style): r for r in self.metrics_cost if is_default(r)}
         rows = []
         for r in self.metrics_cost:
-            # What a collector adds over no metrics at all (the hooks-off row).
+            # What a collector adds over no metrics at all (the hooks-off row), and what
+            # observing the default collector adds over it (benchmarks/_observed.py).
             zero = off[r.loop, r.style]
             collector = "collector" in r.system
+            base = default[r.loop, r.style] if OBSERVED in r.system else None
             rows.append(
                 [
                     f"{r.loop} / {r.style} / {r.system}",
@@ -307,6 +310,8 @@ class Report:
                     r.us_per_task - zero.us_per_task if collector else None,
                     r.cpu_us_per_task,
                     r.cpu_us_per_task - zero.cpu_us_per_task if collector else None,
+                    r.us_per_task - base.us_per_task if base else None,
+                    r.cpu_us_per_task - base.cpu_us_per_task if base else None,
                 ]
             )
         return (
@@ -320,6 +325,8 @@ class Report:
                     "collector us/task",
                     "cpu us/task",
                     "collector cpu us",
+                    "over default",
+                    "over default cpu",
                 ],
                 rows,
             )
@@ -400,7 +407,12 @@ class Report:
     def checks(self) -> list[Check]:
         """The issue's targets, each with what this run measured."""
         return check_targets(
-            self.throughput, self.workers_curve, self.queued_curve, self.memory, self.lag
+            self.throughput,
+            self.workers_curve,
+            self.queued_curve,
+            self.memory,
+            self.lag,
+            self.metrics_cost,
         )
 
     # ---------------------------------------------------------------- JSON

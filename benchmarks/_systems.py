@@ -19,6 +19,7 @@ import anyio
 
 import tasker_aio
 from tasker_aio import Config, MetricsCollector, TaskLifecycleTimestamps, TaskManager, TaskMetrics
+from tasker_aio._types import TaskTracer
 
 from ._common import Case, Runner, Style, TaskFn, Timing, split, stopwatch
 from ._private import metrics_hooks_off
@@ -178,7 +179,7 @@ METRICS_OFF: Any = object()
 
 @asynccontextmanager
 async def tasker(
-    workers: int, collector: MetricsCollector | None = None
+    workers: int, collector: MetricsCollector | None = None, tracer: TaskTracer | None = None
 ) -> AsyncIterator[TaskManager[object, int]]:
     """A manager with ``workers`` fixed workers: no pool, no bursting."""
     hooks_off = collector is METRICS_OFF
@@ -191,6 +192,7 @@ async def tasker(
         resource_pool_size=0,
         burst_interval=None,
         collector=collector,
+        tracer=tracer,
     )
     with metrics_hooks_off() if hooks_off else nullcontext():
         manager = TaskManager[object, int](config)

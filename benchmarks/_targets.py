@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ._common import short_count
 from ._memory import MemoryRow
+from ._metrics_cost import MetricsRow
 from ._scaling import CurvePoint, LagRow
 from ._throughput import ThroughputRow
 
@@ -20,12 +21,15 @@ __all__ = [
     "GATHER",
     "MAX_GROWTH_OVER_FLOOR",
     "MAX_IO_RATIO",
+    "MAX_PROMETHEUS_US",
     "MAX_UVLOOP_TRIVIAL_RATIO",
     "MIN_SPEEDUP",
+    "OBSERVED",
     "Check",
     "Measure",
     "check_targets",
     "growth",
+    "is_default",
 ]
 
 # The tasker_aio form each style is judged by: the awaiting form for closed-loop
@@ -43,6 +47,9 @@ MAX_GROWTH_OVER_FLOOR = 1.10  # tasker's growth along a curve over the floor's g
 # Earlier targets, still checked so a regression shows.
 MAX_MEMORY_RATIO = 2.0
 MAX_LAG_MS = 20.0
+# Issue 18: the Prometheus exporter attached, us per task over the default collector.
+MAX_PROMETHEUS_US = 0.5
+OBSERVED = "default collector + "  # in the label of every row of benchmarks/_observed.py
 
 
 @dataclass(frozen=True)
@@ -219,12 +226,43 @@ def _earlier_checks(memory: Sequence[MemoryRow], lag: Sequence[LagRow]) -> list[
     return checks
 
 
+def is_default(row: MetricsRow) -> bool:
+    """The metrics-cost row of the default collector alone (no exporter, no tracer)."""
+    return row.system.endswith(", default collector")
+
+
+def _exporter_checks(metrics_cost: Sequence[MetricsRow]) -> list[Check]:
+    """The Prometheus exporter's cost over the default collector of the same run."""
+    default = {(r.loop, r.style): r for r in metrics_cost if is_default(r)}
+    checks = []
+    for row in metrics_cost:
+        if not row.system.endswith(f"{OBSERVED}Prometheus exporter"):
+            continue
+        base = default[row.loop, row.style]
+        wall = (row.us_per_task - base.us_per_task, min(row.samples_us) - min(base.samples_us))
+        cpu = (
+            row.cpu_us_per_task - base.cpu_us_per_task,
+            min(row.cpu_samples_us) - min(base.cpu_samples_us),
+        )
+        checks.append(
+            _at_most(
+                f"{row.loop} {row.style}: Prometheus exporter, us/task over the default collector",
+                wall,
+                cpu,
+                MAX_PROMETHEUS_US,
+                f"{base.us_per_task:.2f} -> {row.us_per_task:.2f} us",
+            )
+        )
+    return checks
+
+
 def check_targets(
     throughput: Sequence[ThroughputRow],
     workers_curve: Sequence[CurvePoint],
     queued_curve: Sequence[CurvePoint],
     memory: Sequence[MemoryRow],
     lag: Sequence[LagRow],
+    metrics_cost: Sequence[MetricsRow] = (),
 ) -> list[Check]:
     """Every target the run has numbers for, in the issue's order."""
     return [
@@ -233,4 +271,5 @@ def check_targets(
         *_curve_checks("workers", workers_curve),
         *_curve_checks("queued", queued_curve),
         *_earlier_checks(memory, lag),
+        *_exporter_checks(metrics_cost),
     ]

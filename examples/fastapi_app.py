@@ -8,10 +8,13 @@ aiohttp and httpx)::
     curl 'http://127.0.0.1:8000/work/7?delay=0.5'   # {"input":7,"output":49,"model":3}
     curl 'http://127.0.0.1:8000/urgent/7'           # the same, through the priority queue
     curl 'http://127.0.0.1:8000/stats'              # {"stats":{...},"metrics":{...}}
+    curl 'http://127.0.0.1:8000/metrics'            # the same, for Prometheus to scrape
 
-``task_manager_lifespan`` runs the TaskManager: the server starts answering once every
-worker holds a loaded model, and on shutdown (Ctrl+C) uvicorn first lets the requests
-in progress finish, then the manager drains its queues and unloads every model.
+The lifespan runs the TaskManager (``run_task_manager``) and exports its metrics to the
+app's Prometheus registry (``tasker_aio.prometheus``, read at each scrape): the server
+starts answering once every worker holds a loaded model, and on shutdown (Ctrl+C)
+uvicorn first lets the requests in progress finish, then the manager drains its queues
+and unloads every model.
 
 Uvicorn does not cancel a handler whose client disconnected or timed out, so each
 handler awaits its task through ``cancel_on_disconnect``: the task is discarded if still
@@ -20,20 +23,23 @@ queued, cancelled if running, and the request is answered 499.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from examples.models import Model, ModelLoader, Prediction, Probe
-from tasker_aio import Config, TaskManager
+from tasker_aio import Config, TaskManager, prometheus
 from tasker_aio.fastapi import (
     ClientDisconnected,
     cancel_on_disconnect,
     client_disconnected_handler,
     get_task_manager,
-    task_manager_lifespan,
+    run_task_manager,
 )
 
 Manager = Annotated[TaskManager[Model, Prediction], Depends(get_task_manager)]
@@ -62,6 +68,14 @@ async def stats(manager: Manager) -> dict[str, dict[str, Any]]:
     return {"stats": asdict(manager.stats()), "metrics": asdict(manager.metrics())}
 
 
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """The same for Prometheus: its text format, read now from the manager and collector."""
+    registry: CollectorRegistry = request.app.state.registry
+    # On the manager's loop, so the exporter reads the manager directly (no thread hop).
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
 async def client_gone(request: Request, exc: Exception) -> Response:
     """Note the request for the tests, then answer 499 as the library's handler does."""
     probe: Probe = request.app.state.probe
@@ -75,11 +89,27 @@ def create_app(*, load_cost: float = 0.02, **config_overrides: Any) -> FastAPI:
     loader = ModelLoader(probe, load_cost)
     settings: dict[str, Any] = {"worker_count": 2, "max_worker_count": 4, **config_overrides}
     config = Config(on_create=loader.load, on_destroy=loader.unload, **settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Run the manager (on app.state.task_manager) with its metrics exported."""
+        async with run_task_manager(app, config) as manager:
+            exporter = prometheus.instrument(
+                manager, registry=app.state.registry, labels={"pool": "models"}
+            )
+            try:
+                yield
+            finally:
+                exporter.close()
+
     app = FastAPI(
         title="tasker_aio demo",
-        lifespan=task_manager_lifespan(config),
+        lifespan=lifespan,
         exception_handlers={ClientDisconnected: client_gone},
     )
+    # The app's own registry, so that several apps (as in the tests) can live in one
+    # process; most apps use prometheus_client.REGISTRY, the default of instrument().
+    app.state.registry = CollectorRegistry()
     app.state.probe = probe
     app.state.loader = loader
     app.state.config = config

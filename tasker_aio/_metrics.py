@@ -11,22 +11,27 @@ they fall to zero once the load stops instead of averaging over the manager's li
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 from math import floor
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
 from ._exceptions import ConfigError
 from ._snapshots import TaskLifecycleTimestamps, TaskMetrics
 
-__all__ = ["HdrCollector", "Outcome", "Recorders", "new_collector", "outcome", "stamps"]
+__all__ = [
+    "FoldListener", "HdrCollector", "Outcome", "Recorders", "new_collector", "outcome", "stamps",
+]  # fmt: skip
+
+_logger = logging.getLogger("tasker_aio")
 
 _TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latencies
 _TICKS = float(_TICKS_PER_S)
@@ -162,6 +167,22 @@ class _Durations:
         self._cache = (values[0], values[1], values[2])
         return self._cache
 
+    def cumulative(self, bounds: Sequence[float]) -> list[int]:
+        """How many durations are at or below each of ``bounds`` (seconds, ascending)."""
+        hist = self.hist
+        counts, top = hist.counts, hist._counts_index_for(hist.get_max_value()) + 1
+        found, start, total = [], 0, 0
+        for bound in bounds:
+            ticks = min(max(floor(bound * _TICKS), 0), _HIGHEST)
+            # The bound's whole HDR bucket counts: a sliver above it, within 3 digits.
+            end = min(hist._counts_index_for(ticks) + 1, top)
+            if end > start:
+                total += sum(counts[start:end])
+                start = end
+            # A weighted sample can add up to a few more than were counted exactly.
+            found.append(min(total, self.count))
+        return found
+
 
 class HdrCollector:
     """The default :class:`~tasker_aio.MetricsCollector`: HDR histograms, windowed rates.
@@ -194,6 +215,7 @@ class HdrCollector:
         # metrics() may be read from another thread while the loop's thread appends:
         # folds take what is logged so far under this lock and leave later appends be.
         self._lock = threading.RLock()
+        self._listeners: tuple[FoldListener, ...] = ()  # replaced, never changed in place
 
     def __repr__(self) -> str:
         return (
@@ -262,6 +284,11 @@ class HdrCollector:
             weight = _SAMPLE_EVERY if count >= _FOLD_AT else 1
             self._exec.add(count, sum(runs), runs[::weight], weight, (min(runs), max(runs)))
             self._wait.add(count, sum(waits), waits[::weight], weight)
+            for listener in self._listeners:
+                try:
+                    listener(runs, waits)
+                except Exception:  # an exporter's bug must not cost the collector its fold
+                    _logger.exception("fold listener %r raised; missed %d", listener, count)
 
     def fold_if_long(self) -> None:
         """Fold the logs if they hold a batch: bounds their memory between reads."""
@@ -270,6 +297,52 @@ class HdrCollector:
 
     def record_retry(self) -> None:
         self._retried += 1
+
+    def histogram(
+        self, kind: Literal["execution", "wait"], bounds: Sequence[float]
+    ) -> tuple[list[int], float, int]:
+        """Completed tasks' execution or queue-wait times, counted at or below each bound.
+
+        Folds what is logged first; safe from any thread. Bucket edges are exact to the
+        histograms' 3 significant digits; under sustained load the counts come from
+        their weighted sample (see the module docstring), never above the exact count.
+
+        Args:
+            kind: ``"execution"`` or ``"wait"``.
+            bounds: upper bounds in seconds, ascending.
+
+        Returns:
+            The cumulative count at each bound, the exact sum of the durations in
+            seconds, and their exact count.
+
+        Raises:
+            ValueError: ``kind`` is neither.
+        """
+        if kind not in ("execution", "wait"):
+            raise ValueError(f"kind must be 'execution' or 'wait', got {kind!r}")
+        with self._lock:
+            self._fold_locked()
+            durations = self._exec if kind == "execution" else self._wait
+            return durations.cumulative(bounds), durations.total, durations.count
+
+    def add_fold_listener(self, listener: FoldListener) -> None:
+        """Call ``listener(runs, waits)`` with each batch of completed tasks as it is folded.
+
+        ``runs`` and ``waits``: the batch's execution and queue-wait times in seconds,
+        every one (never sampled), in the order logged; do not change them. It runs where
+        the batch is folded (on the manager's loop every 4096 tasks under load, or in the
+        thread reading the metrics), under the collector's lock: keep it quick. It hears
+        tasks logged from now on (earlier ones are folded first, without it). What it
+        raises is logged to the ``tasker_aio`` logger; the collector carries on.
+        """
+        with self._lock:
+            self._fold_locked()
+            self._listeners = (*self._listeners, listener)
+
+    def remove_fold_listener(self, listener: FoldListener) -> None:
+        """Stop calling ``listener``; a listener never added is ignored."""
+        with self._lock:
+            self._listeners = tuple(known for known in self._listeners if known != listener)
 
     def metrics(self) -> TaskMetrics:
         with self._lock:
@@ -302,6 +375,9 @@ class HdrCollector:
             failure_rate=self._failed / finished if finished else 0.0,
         )
 
+
+FoldListener = Callable[[list[float], list[float]], object]
+"""``listener(runs, waits)``: a folded batch's execution and queue-wait times, in seconds."""
 
 # What the manager logs for a finished task: (finished_at, execution time, wait time).
 # Its stamps come back exactly: nearby floats subtract without rounding (Sterbenz), so

@@ -163,3 +163,41 @@ def test_immediate_shutdown() -> None:
     )
     assert "This never prints: kill() drops queued tasks." not in immediate
     assert "long task completed" not in immediate
+
+
+def test_events() -> None:
+    """Events of a replacement, a retry, a burst and a shutdown print in the order they happen."""
+    lines = run_example("events.py")
+    assert_in_order(
+        lines,
+        [
+            "--- a lost connection: replaced, and the query re-run on the new one",
+            "select 1: ok",
+            "--- a failing query: retried after its backoff, then failed for good",
+            "caller got: max retries exceeded: select 2 on connection 2",
+            "--- more work than one worker: a burst worker comes, then goes",
+            "10 queries answered",
+            "--- shutdown",
+        ],
+    )
+    events = [line for line in lines if line.startswith("event: ")]
+    assert_in_order(
+        events,
+        [
+            "event: resource created, 1 live",
+            "event: base worker added",
+            "event: task retried, attempt 2, after an unhealthy failure: select 1 on connection 1",
+            "event: worker's resource replaced, after an unhealthy error:"
+            " ConnectionLost('select 1 on connection 1')",
+            "event: task retried, attempt 2, after a healthy failure: select 2 on connection 2",
+            "event: task failed after 2 attempts: max retries exceeded: select 2 on connection 2",
+            "event: burst worker added",
+            "event: idle burst worker retired",
+            "event: shutdown began (stop)",
+        ],
+    )
+    assert events[-1] == "event: shutdown finished"
+    assert any(line.startswith("event: scaling +1 with ") for line in events)
+    created = [line for line in events if line.startswith("event: resource created")]
+    destroyed = [line for line in events if line.startswith("event: resource destroyed")]
+    assert len(created) == len(destroyed) == 3

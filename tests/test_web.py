@@ -29,11 +29,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 pytest.importorskip("aiohttp")
+pytest.importorskip("prometheus_client")
 
 import aiohttp
 import httpx
 from aiohttp import web
 from fastapi import FastAPI, Request
+from prometheus_client.parser import text_string_to_metric_families
 
 from examples import aiohttp_app, fastapi_app
 from examples.models import Model, ModelLoader, Prediction, Probe
@@ -252,6 +254,30 @@ async def test_stats_returns_every_field(framework: str) -> None:
         assert body["metrics"]["total_tasks_completed"] == 1
         assert body["metrics"]["success_rate"] == 1.0
         assert body["metrics"]["max_execution_time"] >= body["metrics"]["min_execution_time"] > 0
+
+
+async def test_metrics_serves_the_managers_metrics_to_prometheus() -> None:
+    """GET /metrics (FastAPI): counts, histograms and gauges of the app's manager."""
+    app = fastapi_app.create_app(load_cost=0.005)  # the default collector: histograms too
+    async with serve_asgi(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        for n in (2, 3):
+            assert (await client.get(f"/work/{n}?delay=0")).status_code == 200
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    pool = ("pool", "models")
+    assert samples["tasker_tasks_arrived_total", (pool,)] == 2
+    assert samples["tasker_tasks_completed_total", (pool,)] == 2
+    assert samples["tasker_task_execution_seconds_count", (pool,)] == 2
+    assert samples["tasker_task_queue_wait_seconds_bucket", (("le", "+Inf"), pool)] == 2
+    assert samples["tasker_workers", (("kind", "base"), pool)] == 2
+    assert samples["tasker_running_tasks", (pool,)] == 0
+    assert list(app.state.registry.collect()) == []  # the lifespan closed the exporter
 
 
 @pytest.mark.parametrize("how", ["timeout", "disconnect"])
