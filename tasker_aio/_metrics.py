@@ -2,9 +2,8 @@
 
 The default collector keeps the per-task cost to a few list appends and integer
 increments: durations are buffered as floats and folded into the HDR histograms in
-batches (one count per distinct 100 ns value; a full batch gives them a weighted
-systematic sample), and percentiles are computed in one pass over the cumulative counts
-only when someone reads them.
+batches (one count per distinct 100 ns value, every duration counted), and percentiles
+are computed in one pass over the cumulative counts only when someone reads them.
 Arrival and completion rates come from fixed time buckets over a sliding window, so
 they fall to zero once the load stops instead of averaging over the manager's life.
 """
@@ -37,7 +36,6 @@ _TICKS_PER_S = 10_000_000  # histogram unit: 100 ns, fine enough for task latenc
 _TICKS = float(_TICKS_PER_S)
 _HIGHEST = 3_600 * _TICKS_PER_S  # one hour; longer durations are recorded as one hour
 _FOLD_AT = 4096  # buffered durations before they are folded into the histograms
-_SAMPLE_EVERY = 4  # a full batch gives the histogram every 4th value (see fold)
 _BUCKETS = 20  # time buckets per rate window
 
 
@@ -94,7 +92,7 @@ class _WindowRate:
 class _Durations:
     """Exact count, sum, minimum and maximum, plus an HDR histogram of durations.
 
-    The histogram is filled in batches, from a sample when a batch is large (see add).
+    The histogram is filled in batches, every duration counted (see add).
     """
 
     __slots__ = ("_cache", "count", "hist", "max", "min", "total")
@@ -111,18 +109,17 @@ class _Durations:
         self,
         count: int,
         total: float,
-        sample: list[float],
-        weight: int,
+        durations: list[float],
         exact: tuple[float, float] | None = None,
     ) -> None:
-        """Count ``count`` durations; ``sample`` holds every ``weight``-th of them.
+        """Count ``count`` durations, each one into the histogram.
 
-        ``exact`` is their (min, max); without it, the sample's range in histogram
+        ``exact`` is their (min, max); without it, their range in histogram
         units stands in (the wait times: their range only clamps the percentiles).
         """
         self.count += count
         self.total += total
-        values = Counter([floor(d * _TICKS) for d in sample])  # floor: a fast C call
+        values = Counter([floor(d * _TICKS) for d in durations])  # floor: a fast C call
         lowest, highest = min(values), max(values)
         if lowest < 0 or highest > _HIGHEST:
             clamped: Counter[int] = Counter()
@@ -144,8 +141,8 @@ class _Durations:
         counts = hist.counts
         for value, n in values.items():
             bucket = (value | mask).bit_length() - shift - 1
-            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n * weight
-        hist.total_count += values.total() * weight
+            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n
+        hist.total_count += count
         hist.min_value = min(hist.min_value, lowest)
         hist.max_value = max(hist.max_value, highest)
         self._cache = None
@@ -179,8 +176,7 @@ class _Durations:
             if end > start:
                 total += sum(counts[start:end])
                 start = end
-            # A weighted sample can add up to a few more than were counted exactly.
-            found.append(min(total, self.count))
+            found.append(total)
         return found
 
 
@@ -276,14 +272,10 @@ class HdrCollector:
             count = len(finished)
             self._completed += count
             self._completions.add_all(finished)
-            # Converting a duration to its histogram bucket is the costliest step, so
-            # a full batch (a sustained high rate) gives the histograms a systematic
-            # sample, every _SAMPLE_EVERY-th task counted that many times; a partial
-            # batch, folded when the metrics are read, goes in whole. Counts, sums and
-            # the execution times' min and max stay exact.
-            weight = _SAMPLE_EVERY if count >= _FOLD_AT else 1
-            self._exec.add(count, sum(runs), runs[::weight], weight, (min(runs), max(runs)))
-            self._wait.add(count, sum(waits), waits[::weight], weight)
+            # Every duration goes into the histograms: a 1-in-4 sample of full batches
+            # saved ~70 ns a task but put p99 of a long-tailed load 5% off.
+            self._exec.add(count, sum(runs), runs, (min(runs), max(runs)))
+            self._wait.add(count, sum(waits), waits)
             for listener in self._listeners:
                 try:
                     listener(runs, waits)
@@ -304,8 +296,7 @@ class HdrCollector:
         """Completed tasks' execution or queue-wait times, counted at or below each bound.
 
         Folds what is logged first; safe from any thread. Bucket edges are exact to the
-        histograms' 3 significant digits; under sustained load the counts come from
-        their weighted sample (see the module docstring), never above the exact count.
+        histograms' 3 significant digits; every completed task is counted.
 
         Args:
             kind: ``"execution"`` or ``"wait"``.
@@ -329,7 +320,7 @@ class HdrCollector:
         """Call ``listener(runs, waits)`` with each batch of completed tasks as it is folded.
 
         ``runs`` and ``waits``: the batch's execution and queue-wait times in seconds,
-        every one (never sampled), in the order logged; do not change them. It runs where
+        every one, in the order logged; do not change them. It runs where
         the batch is folded (on the manager's loop every 4096 tasks under load, or in the
         thread reading the metrics), under the collector's lock: keep it quick. It hears
         tasks logged from now on (earlier ones are folded first, without it). What it
