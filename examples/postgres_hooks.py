@@ -12,9 +12,10 @@ for its connections, written for tasker_aio's ``Config``::
         worker_count=8,
     )
 
-``on_reset`` and ``check_resource`` are the resource-lifecycle hooks planned in issue
-15 (``Config`` may not have them yet); ``check_health`` alone works today, but sees
-only the exception, not the connection.
+``check_health`` sees only the exception, not the connection: it can tell a task that
+failed because its connection died, but only ``check_resource`` finds a dead connection
+before a task runs on it. ``examples/postgres_app.py`` adds the cap, the keepalive and
+recycling (``max_resources``, ``check_interval``, ``max_resource_age``).
 """
 
 from __future__ import annotations

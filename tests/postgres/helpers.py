@@ -125,9 +125,10 @@ class Connections:
     """``on_create``/``on_destroy`` for a manager that record every connection.
 
     ``alive`` counts a connection from the moment its creation starts until its
-    destruction has finished (a failed creation leaves at once), which is how issue 15
-    counts live resources; ``peak`` is the most at once. :meth:`assert_balanced`
-    checks that each connection opened was closed exactly once.
+    destruction has finished (a failed creation leaves at once), which is how
+    ``max_resources`` and ``TaskStats.live_resources`` count live resources; ``peak``
+    is the most at once. :meth:`assert_balanced` checks that each connection opened was
+    closed exactly once.
     """
 
     def __init__(self, pg: PgTest) -> None:

@@ -3,7 +3,7 @@
 With ``Config.check_resource`` (issue 15) a connection is checked when it has been idle
 a while and right after a task fails on it, and after an unhealthy failure every idle
 or pooled one is checked before its next task: no caller should see the dead
-connections. These tests are skipped until the engine has the fields (see ``needs``).
+connections.
 """
 
 from __future__ import annotations

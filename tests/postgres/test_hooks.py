@@ -1,5 +1,5 @@
 """The asyncpg hooks of ``examples/postgres_hooks.py`` on a real connection, and the server
-helpers the suite relies on. These run today: they need no engine change.
+helpers the suite relies on; one test pins the connections a default ``Config`` opens.
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ async def test_max_resource_age_recycles_connections(pg: PgTest) -> None:
     conns.assert_balanced()
 
 
-PLANNED = {
+EVERY_HOOK = {  # every resource-lifecycle setting of issue 15
     "on_reset": reset_connection,
     "check_resource": connection_usable,
     "check_interval": 0.05,
@@ -175,8 +175,8 @@ PLANNED = {
 @pytest.mark.parametrize(
     "lifecycle",
     [
-        pytest.param({}, id="today"),
-        pytest.param(PLANNED, id="issue-15"),
+        pytest.param({}, id="defaults"),
+        pytest.param(EVERY_HOOK, id="every-hook"),
     ],
 )
 async def test_every_connection_opened_is_closed_exactly_once(

@@ -1,8 +1,9 @@
-"""Session state between tasks on one connection: today's leak, and ``on_reset`` (issue 15).
+"""Session state between tasks on one connection: the leak without ``on_reset``, and
+``on_reset`` (issue 15).
 
-The first test runs today and pins the problem: nothing resets a connection between
-tasks, so a transaction one task left open swallows the next task's writes. The others
-use ``Config.on_reset`` and are skipped until the engine has it (see ``needs``).
+The first test pins the problem: without ``on_reset`` nothing resets a connection
+between tasks, so a transaction one task left open swallows the next task's writes.
+The others set ``Config.on_reset`` to ``reset_connection``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class TaskFailed(Exception):
 
 
 async def test_without_on_reset_an_open_transaction_leaks_into_the_next_task(pg: PgTest) -> None:
-    """Today: a task's open BEGIN and SET reach the next task, whose INSERT is then lost."""
+    """Without on_reset: a task's open BEGIN and SET reach the next task, whose INSERT is
+    then lost.
+    """
     table = await pg.table()
     conns = Connections(pg)
 
