@@ -39,6 +39,7 @@ from ._snapshots import TaskStats as TaskStats
 from ._types import Callback as Callback
 from ._types import Logger as Logger
 from ._types import MetricsCollector as MetricsCollector
+from ._types import TaskTracer as TaskTracer
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "TaskMetrics",
     "TaskRetried",
     "TaskStats",
+    "TaskTracer",
     "TaskerError",
     "WorkerAdded",
     "WorkerReplaced",

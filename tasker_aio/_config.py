@@ -52,7 +52,7 @@ class Config(Generic[R]):
         check_idle_after: seconds idle after which a resource is checked before its next
             task; 0 checks before every task, None never before a task.
         check_interval: seconds between checks of idle resources (a keepalive); None
-            means no keepalive.
+            means no keepalive. Needs ``check_resource``.
         max_resource_age: seconds after which a resource is destroyed and replaced
             between two tasks (or while idle); None means never.
         max_resources: a hard cap on live resources of every kind at once (workers,
@@ -239,6 +239,11 @@ def resolve(config: Config[R]) -> Settings[R]:
     check_resource = _hook(config, "check_resource", sync=False)
     check_idle_after = _seconds(config, "check_idle_after", zero=True)
     check_interval = _seconds(config, "check_interval", zero=False)
+    if check_interval is not None and check_resource is None:
+        raise ConfigError(
+            f"check_interval ({check_interval!r}) needs check_resource: the keepalive"
+            " checks idle resources with it, and there is none"
+        )
     max_resource_age = _seconds(config, "max_resource_age", zero=False)
     burst_idle_timeout = _seconds(config, "burst_idle_timeout", zero=True)
     destroy_timeout = _seconds(config, "destroy_timeout", zero=True)

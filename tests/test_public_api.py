@@ -15,13 +15,13 @@ SPEC_NAMES = {
     "TaskerError", "ConfigError", "ManagerStoppedError", "MaxRetriesExceededError",
     "ResourceCreationError", "QueueFullError", "__version__",
 }  # fmt: skip
-# Names later issues added: the lifecycle events and their stream (issue 18), the map()
-# iterator and the callback type (issue 17).
+# Names later issues added: the lifecycle events, their stream and the tracer protocol
+# (issue 18), the map() iterator and the callback type (issue 17).
 ISSUE_NAMES = {
     "Event", "EventStream", "EventsLost", "ResourceCheckFailed", "ResourceCreated",
     "ResourceDestroyed", "ScalingDecided", "ShutdownBegan", "ShutdownFinished",
     "TaskFailed", "TaskRetried", "WorkerAdded", "WorkerReplaced", "WorkerRetired",
-    "MapIterator", "Callback",
+    "TaskTracer", "MapIterator", "Callback",
 }  # fmt: skip
 
 SUBMISSION_METHODS = [

@@ -256,6 +256,22 @@ async def test_max_resource_age_recycles_worker_and_pool_resources(
     tracker.assert_balanced()
 
 
+async def test_idle_pool_resources_are_recycled_at_their_age_before_a_long_keepalive(
+    make_manager: Make, tracker: Tracker
+) -> None:
+    """The pool's idle sweep runs at the sooner of check_interval and max_resource_age."""
+    async with make_manager(
+        worker_count=1,
+        resource_pool_size=1,
+        check_resource=lambda resource: True,
+        check_interval=3600.0,  # a keepalive far away must not hold up the recycling
+        max_resource_age=0.02,
+    ):
+        first = set(tracker.created)
+        await eventually(lambda: first <= set(tracker.destroyed))
+    tracker.assert_balanced()
+
+
 # --------------------------------------------------------------------- max_resources
 
 
@@ -466,6 +482,15 @@ def test_bad_resource_settings_name_the_field_and_value(
     with pytest.raises(ConfigError, match=field) as caught:
         TaskManager(config)
     assert repr(value) in str(caught.value)
+
+
+def test_a_keepalive_without_a_check_is_refused(tracker: Tracker) -> None:
+    """check_interval without check_resource is a ConfigError (it would have nothing to do)."""
+    config = Config(
+        on_create=tracker.create, on_destroy=tracker.destroy, worker_count=1, check_interval=5.0
+    )
+    with pytest.raises(ConfigError, match=r"check_interval \(5\.0\) needs check_resource"):
+        TaskManager(config)
 
 
 def test_a_pool_that_cannot_fit_the_cap_is_refused(tracker: Tracker) -> None:

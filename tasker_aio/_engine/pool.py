@@ -285,8 +285,10 @@ class ResourcePool(Generic[R]):
         A holder: shutdown waits until no pool resource is out for its check.
         """
         settings = self._settings
-        period = settings.check_interval or settings.max_resource_age
-        assert period is not None
+        # Whichever comes first: an idle resource is due at its check or its age.
+        period = min(
+            p for p in (settings.check_interval, settings.max_resource_age) if p is not None
+        )
         run = self._run
         with run.killable():
             while run.running:
