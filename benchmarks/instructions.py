@@ -13,8 +13,10 @@ timed fires far more often than natively: tasker_aio's fairness yield (after 1 m
 back-to-back work shared among the workers) would fire on nearly every task, adding
 3-5k instructions a task that depend on how fast valgrind ran that day. The children
 stretch that budget (see ``benchmarks._private``) so the counts repeat. Natively, with
-64 or 1,000 workers, the yield fires on most tasks too (each worker's share is 1 ms /
-workers): a cost these counts leave out. ``--timed-yields`` leaves the budget alone.
+1,000 busy workers, the yield fires on about every other task too (once a turn's 1 ms is
+spent, each worker the turn wakes runs a task or two and yields; there is one yield per
+10 tasks with 64): a cost these counts leave out. ``--timed-yields`` leaves the budget
+alone.
 """
 
 from __future__ import annotations

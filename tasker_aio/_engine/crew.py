@@ -37,10 +37,10 @@ class Crew(Protocol[R]):
     completed: Callable[[Outcome], None]
     failed: Callable[[Outcome], None]
     tidy: Callable[[], None]  # bounds the collector's buffered events at slow points
-    yield_after: float  # seconds of back-to-back running before a worker yields
     turns: int  # event-loop turns counted so far (see watch_turns)
+    turn_deadline: float  # monotonic time the workers' budget for this turn runs out
 
-    def watch_turns(self) -> int:
+    def watch_turns(self, now: float) -> int:
         """The loop-turn count now; it moves once the loop has run its next callbacks."""
         ...
 

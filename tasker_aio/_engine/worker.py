@@ -28,6 +28,8 @@ CLOSING = 2
 
 
 _TENDING: Any = object()  # an idle worker's waiter result: time to check its resource
+# A worker's last-seen turn count when it has just started or waited: the loop turned.
+_TURNED = -1
 
 
 class Worker(Generic[R, E]):
@@ -118,22 +120,9 @@ class Worker(Generic[R, E]):
                     return
                 self.phase = READY
                 # One clock read per task: a task's end is the next one's start.
-                now = resumed = clock()
-                turn = crew.watch_turns()
+                now = clock()
+                turn = _TURNED
                 while True:
-                    # Awaiting a task that never suspends does not yield: without this a
-                    # flood of trivial tasks would starve every other coroutine on the
-                    # loop. A task that suspended let the loop turn already.
-                    if now - resumed > crew.yield_after:
-                        crew.tidy()
-                        if crew.turns == turn:
-                            try:
-                                await asyncio.sleep(0)
-                            except asyncio.CancelledError as exc:
-                                run.survive(exc)
-                            now = clock()
-                        resumed = now
-                        turn = crew.watch_turns()
                     if self.retiring:
                         if not (priority.live or main.live):
                             return
@@ -143,8 +132,8 @@ class Worker(Generic[R, E]):
                             return  # stopping and drained
                         if not await self._idle(idle_line):
                             return
-                        now = resumed = clock()
-                        turn = crew.watch_turns()
+                        now = clock()
+                        turn = _TURNED
                         continue
                     if care and crew.care.needs_care(self, now):
                         if not await self._tend():
@@ -212,6 +201,19 @@ class Worker(Generic[R, E]):
                             if not await self._tend(after_task=True):
                                 return
                             now = clock()
+                    # Awaiting a task that never suspends does not yield: without this a
+                    # flood of trivial tasks would starve every other coroutine on the
+                    # loop. Past the turn's budget (shared by all workers) a worker
+                    # yields, unless the loop turned since it last looked.
+                    if now > crew.turn_deadline:
+                        crew.tidy()
+                        if crew.turns == turn:
+                            try:
+                                await asyncio.sleep(0)
+                            except asyncio.CancelledError as exc:
+                                run.survive(exc)
+                            now = clock()
+                        turn = crew.watch_turns(now)
         finally:
             await self._end()
 

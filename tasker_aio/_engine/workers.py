@@ -24,8 +24,8 @@ from .worker import READY, Worker
 
 __all__ = ["WorkerCounts", "WorkerSet"]
 
-# Seconds of back-to-back task running the workers share per event-loop turn: each
-# worker yields after its share, so other coroutines wait a few ms at most.
+# Seconds of back-to-back task running the workers share per event-loop turn, however
+# many they are: past it a worker yields, so other coroutines wait a few ms at most.
 _TURN_BUDGET = 0.001
 
 
@@ -48,7 +48,7 @@ class WorkerSet(Generic[R]):
     __slots__ = (
         "_burst_failures", "_bursts_blocked_until", "_turn_watched", "_workers", "admission",
         "care", "completed", "events", "failed", "idle", "logger", "loop", "outcomes",
-        "resources", "run", "settings", "tidy", "turns", "yield_after",
+        "resources", "run", "settings", "tidy", "turn_deadline", "turns",
     )  # fmt: skip
 
     def __init__(
@@ -80,8 +80,8 @@ class WorkerSet(Generic[R]):
         self.failed = failed
         self.tidy = tidy
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # see bind
-        self.yield_after = _TURN_BUDGET  # each worker's share, see spawn
         self.turns = 0  # event-loop turns seen by _count_turn, see watch_turns
+        self.turn_deadline = 0.0  # when this turn's budget runs out (monotonic)
         self._turn_watched = False
         self._workers: list[Worker[R, Any]] = []
         self._burst_failures = 0  # burst creations failed in a row
@@ -103,7 +103,6 @@ class WorkerSet(Generic[R]):
         """
         worker: Worker[R, Any] = Worker(self, burst, resource)
         self._workers.append(worker)
-        self.yield_after = _TURN_BUDGET / len(self._workers)
         self.run.start(
             worker.run,
             name=f"tasker_aio: {'burst ' if burst else ''}worker",
@@ -144,21 +143,26 @@ class WorkerSet(Generic[R]):
 
     def gone(self, worker: Worker[R, Any]) -> None:
         self._workers.remove(worker)
-        self.yield_after = _TURN_BUDGET / max(1, len(self._workers))
 
-    def watch_turns(self) -> int:
+    def watch_turns(self, now: float) -> int:
         """The loop-turn count now; it moves once the loop has run its next callbacks.
 
         One callback per loop turn at most, and only while workers run: it tells a
-        worker whether its run of tasks was broken by a turn of the loop.
+        worker whether its run of tasks was broken by a turn of the loop, and starts
+        each turn's budget (``turn_deadline``). Armed again after its deadline passed,
+        it was unwatched for a while: the budget starts ``now``.
         """
         if not self._turn_watched:
             self._turn_watched = True
+            if now > self.turn_deadline:
+                self.turn_deadline = now + _TURN_BUDGET
             self.loop.call_soon(self._count_turn)
         return self.turns
 
     def _count_turn(self) -> None:
+        # Scheduled in the last turn, it runs among the first callbacks of this one.
         self.turns += 1
+        self.turn_deadline = time.monotonic() + _TURN_BUDGET
         self._turn_watched = False
 
     def interrupt(self, task: Task[Any, Any]) -> None:
