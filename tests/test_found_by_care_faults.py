@@ -100,3 +100,53 @@ def test_a_caller_giving_up_during_the_check_after_a_failure_can_still_cancel_th
 
     run(loop_factory, main)
     tracker.assert_balanced()
+
+
+@LOOPS
+def test_a_run_task_caller_cancelled_while_a_rejected_pool_resource_is_replaced_keeps_the_pool_full(
+    loop_factory: LoopFactory, tracker: Tracker
+) -> None:
+    """A run_task caller cancelled while the pool replaces a rejected resource: the pool refills."""
+    # check_resource rejects the idle pool resource a run_task caller took; the pool
+    # creates another in the caller's task (ResourcePool._renew), and the caller is
+    # cancelled meanwhile: the new resource was never made and nothing refilled the
+    # pool, which stayed one short for good (every later run_task made a temporary one).
+    checks: list[Resource] = []
+    creating = asyncio.Event()
+    let_create_end = asyncio.Event()
+
+    def check(resource: Resource) -> bool:
+        checks.append(resource)
+        return len(checks) > 1  # the first check, the pool resource's, says no
+
+    async def create() -> Resource:
+        if checks and not let_create_end.is_set():  # the replacement
+            creating.set()
+            await let_create_end.wait()
+        return await tracker.create()
+
+    async def use(resource: Resource) -> str:
+        return "used"
+
+    async def main() -> int:
+        manager = manager_on(
+            tracker,
+            on_create=create,
+            resource_pool_size=1,
+            check_resource=check,
+            check_idle_after=0,
+        )
+        async with manager:
+            caller = asyncio.ensure_future(manager.run_task(use))
+            async with asyncio.timeout(HANG):
+                await creating.wait()
+            caller.cancel()
+            await asyncio.wait([caller])
+            let_create_end.set()
+            async with asyncio.timeout(HANG):  # the pool refills in the background
+                while manager.stats().available_resources < 1:
+                    await asyncio.sleep(0.001)
+            return manager.stats().available_resources
+
+    assert run(loop_factory, main) == 1
+    tracker.assert_balanced()

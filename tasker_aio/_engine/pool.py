@@ -212,16 +212,21 @@ class ResourcePool(Generic[R]):
         """A new pool resource for this caller, in place of a spent one being destroyed.
 
         Raises:
-            ResourceCreationError: it could not be created (a refill keeps trying).
+            ResourceCreationError: it could not be created (a refill keeps trying, as
+                it does when the caller is cancelled meanwhile).
         """
         resources = self._resources
-        await resources.slots.take()
+        try:
+            await resources.slots.take()
+        except BaseException:  # cancelled waiting for room: the pool is one short
+            self._refill()
+            raise
         try:
             resource = await resources.create()
         except BaseException as exc:
             resources.slots.free()
+            self._refill()  # the pool is one short: keep trying in the background
             if isinstance(exc, HookError):
-                self._refill()  # the pool is one short: keep trying in the background
                 raise ResourceCreationError(
                     f"failed to create a pool resource: {exc.error}"
                 ) from exc.error
