@@ -587,6 +587,14 @@ class ManagerMachine(RuleBasedStateMachine):
                         ),
                         "stats().live_resources to match the live resources",
                     )
+                    await self.until(  # capacity: a spent pool resource is always replaced
+                        lambda: (
+                            manager.state != "running"
+                            or ledger.run_in_flight > 0
+                            or manager.stats().available_resources == ledger.pool_size
+                        ),
+                        "the pool to be full again",
+                    )
                 if self.hung and not self.host_cancelled:  # stop() would wait for on_create
                     await ledger.kill()
                 if ledger.manager.state == "running" and not self.host_cancelled:
