@@ -150,3 +150,39 @@ def test_a_run_task_caller_cancelled_while_a_rejected_pool_resource_is_replaced_
 
     assert run(loop_factory, main) == 1
     tracker.assert_balanced()
+
+
+@LOOPS
+def test_a_run_task_failure_is_counted_even_if_its_caller_gives_up_during_the_check(
+    loop_factory: LoopFactory, tracker: Tracker
+) -> None:
+    """A run_task failure counts in metrics at once, though its caller gives up in the check."""
+    # After a healthy failure on a pool resource, run_task asks check_resource whether
+    # the resource survived, and recorded the failure only after that check: a caller
+    # cancelled during the check was never counted (total_tasks_failed stayed 0), and a
+    # counted failure's run time included the check.
+    in_check = asyncio.Event()
+
+    async def check(resource: Resource) -> bool:
+        in_check.set()
+        await asyncio.Event().wait()  # until the caller's cancel ends it
+        return True
+
+    async def fails(resource: Resource) -> str:
+        raise ValueError("a healthy failure")
+
+    async def main() -> tuple[int, int]:
+        manager = manager_on(
+            tracker, resource_pool_size=1, check_resource=check, check_idle_after=None
+        )
+        async with manager:
+            caller = asyncio.ensure_future(manager.run_task(fails))
+            async with asyncio.timeout(HANG):
+                await in_check.wait()
+            failed_during_check = manager.metrics().total_tasks_failed
+            caller.cancel()
+            await asyncio.wait([caller])
+            return failed_during_check, manager.metrics().total_tasks_failed
+
+    assert run(loop_factory, main) == (1, 1)
+    tracker.assert_balanced()

@@ -130,10 +130,12 @@ class ResourcePool(Generic[R]):
                 except BaseException as exc:
                     error = task_error(fn, returned, exc)
                     healthy = self._health(error)
+                    # Counted now: the check below is not the task's time, and its
+                    # caller may give up during it.
+                    self._failed(outcome(queued_at, started_at, time.monotonic()))
                     if healthy and entry is not None:
                         healthy = False  # until the check says otherwise (it may be cut short)
                         healthy = await self._care.usable_after_failure(entry)
-                    self._failed(outcome(queued_at, started_at, time.monotonic()))
                     if error is exc:
                         raise
                     raise error from None
