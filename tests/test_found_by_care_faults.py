@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tasker_aio import Config, TaskManager
+from tasker_aio._engine.slots import Slots
 
 from .helpers import Resource, Tracker
 
@@ -186,3 +187,65 @@ def test_a_run_task_failure_is_counted_even_if_its_caller_gives_up_during_the_ch
 
     assert run(loop_factory, main) == (1, 1)
     tracker.assert_balanced()
+
+
+@LOOPS
+@pytest.mark.xfail(
+    strict=True,
+    reason="Hooks.call_async takes a cancel requested before on_reset began for a stray one",
+)
+def test_a_run_task_function_that_cancels_its_caller_still_cancels_it_with_on_reset(
+    loop_factory: LoopFactory, tracker: Tracker
+) -> None:
+    """run_task passes on the caller's cancellation its function requested, despite on_reset."""
+    # The function cancels its caller's task and returns before any await; run_task
+    # then runs the (async, suspending) on_reset in the caller's task, where that
+    # cancellation is delivered. Hooks.call_async compares cancelling() with its value
+    # when the hook began (already 1), calls the CancelledError stray, and on_reset
+    # "fails": the resource is replaced and run_task returns, swallowing the cancellation.
+    resets: list[Resource] = []
+
+    async def reset(resource: Resource) -> None:
+        await asyncio.sleep(0)
+        resets.append(resource)
+
+    async def cancels_caller(resource: Resource) -> str:
+        current = asyncio.current_task()
+        assert current is not None
+        current.cancel()
+        return "returned"
+
+    async def main() -> str:
+        manager = manager_on(tracker, resource_pool_size=1, on_reset=reset)
+        async with manager:
+            caller = asyncio.ensure_future(manager.run_task(cancels_caller))
+            await asyncio.wait([caller])
+            return "cancelled" if caller.cancelled() else f"returned {caller.result()!r}"
+
+    assert run(loop_factory, main) == "cancelled"
+    tracker.assert_balanced()
+
+
+@LOOPS
+def test_a_creation_cancelled_while_waiting_for_a_slot_that_is_freed_in_the_same_step_ends_cleanly(
+    loop_factory: LoopFactory,
+) -> None:
+    """A slot waiter cancelled just as free() skips it raises CancelledError, not ValueError."""
+    # At the max_resources cap a worker's creation waits in Slots.take(). If its task is
+    # cancelled (kill(), or from outside) and a slot is freed in the same loop step,
+    # free() pops the cancelled waiter and skips it; take() then removed it from the
+    # deque again and raised ValueError, which ended the worker (a base worker's slot
+    # and capacity were lost: "tasker_aio: burst worker failed: ValueError(...)").
+
+    async def main() -> tuple[str, int]:
+        slots = Slots(1, asyncio.get_running_loop)
+        slots.take_all(1)
+        waiting = asyncio.ensure_future(slots.take())
+        await asyncio.sleep(0)  # it waits for the one slot
+        waiting.cancel()
+        slots.free()  # in the same step: skips the cancelled waiter, frees the slot
+        await asyncio.wait([waiting])
+        ended = "cancelled" if waiting.cancelled() else repr(waiting.exception())
+        return ended, slots.live
+
+    assert run(loop_factory, main) == ("cancelled", 0)
