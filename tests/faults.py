@@ -82,6 +82,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -106,6 +107,7 @@ from tasker_aio import (
 __all__ = [
     "AWAIT_METHODS",
     "CALLBACK_METHODS",
+    "CARE_FAULTS",
     "COLLECTOR_METHODS",
     "FAULT_KINDS",
     "FUTURE_METHODS",
@@ -114,12 +116,15 @@ __all__ = [
     "STEP_KINDS",
     "BackoffFault",
     "CallbackFault",
+    "CareFault",
+    "CheckFault",
     "CollectorFault",
     "CollectorMethod",
     "CreateFault",
     "DestroyFault",
     "FatalFault",
     "FaultKind",
+    "FaultyCare",
     "FaultyCollector",
     "FaultyResource",
     "FaultyResources",
@@ -133,6 +138,7 @@ __all__ = [
     "Outcome",
     "Probe",
     "RandomCaller",
+    "ResetFault",
     "ShutdownHow",
     "Step",
     "StepKind",
@@ -341,6 +347,11 @@ class FaultyResources:
         self.create_failures = 0
         self.destroy_failures = 0
         self.peak = 0  # most resources alive or being created at once
+        # max_resources: live resources (alive, being created or being destroyed, less
+        # the destructions abandoned after destroy_timeout) above it are a violation.
+        self.cap: int | None = None
+        self.abandoned: set[int] = set()  # idents whose on_destroy was abandoned, still running
+        self.live_peak = 0  # most live resources at once, as max_resources counts them
         self.alive: dict[int, FaultyResource] = {}
         self.history: list[FaultyResource] | None = [] if keep_history else None
         self.violations: list[str] = []
@@ -349,6 +360,16 @@ class FaultyResources:
     def violation(self, message: str) -> None:
         if len(self.violations) < 100:
             self.violations.append(message)
+
+    @property
+    def live(self) -> int:
+        """Live resources as ``max_resources`` counts them (see ``cap``)."""
+        return len(self.alive) - len(self.abandoned) + self.creating
+
+    def abandon(self, ident: int) -> None:
+        """The manager gave up waiting for the ``on_destroy`` of resource ``ident``."""
+        if ident in self.alive:
+            self.abandoned.add(ident)
 
     def made_fault(self, error: BaseException | None) -> bool:
         """Whether ``error`` is what one of the last injected ``on_create`` failures raised."""
@@ -428,6 +449,12 @@ class FaultyResources:
         # A replacement is created while the resource it replaces is destroyed, so
         # those being destroyed do not count against the workers' bound.
         live = sum(not r.destroyed for r in self.alive.values()) + self.creating
+        self.live_peak = max(self.live_peak, self.live)
+        if self.cap is not None and self.live > self.cap:
+            self.violation(
+                f"{self.live} live resources (alive, being created or being destroyed),"
+                f" above max_resources {self.cap}"
+            )
         if self.limit is not None:
             bound = self.limit()
             if live > bound:
@@ -458,6 +485,7 @@ class FaultyResources:
     def _destruction_ends(self, resource: FaultyResource, first: bool) -> None:
         if first:
             del self.alive[resource.ident]
+            self.abandoned.discard(resource.ident)
             self.destroyed += 1
 
     def problems(self, *, finished: bool = False) -> list[str]:
@@ -471,6 +499,136 @@ class FaultyResources:
             if self.created != self.destroyed:
                 found.append(f"created {self.created} resources but destroyed {self.destroyed}")
         return found
+
+
+# ------------------------------------------------------------------- resource care
+
+CareFault = Literal["false", "error", "keyboard", "exit", "base", "stray", "hang"]
+"""What an injected ``on_reset``/``check_resource`` fault does: ``"false"`` the check
+says the resource is not usable (an ``on_reset`` returns normally), ``"hang"`` it waits
+until cancelled, for ``hang_seconds`` at most (then succeeds; a plain function cannot
+hang), anything else raises as the :data:`FaultKind` of that name."""
+CARE_FAULTS: tuple[CareFault, ...] = ("false", "error", "keyboard", "exit", "base", "stray", "hang")
+
+
+class ResetFault(Exception):
+    """Raised by an injected ``on_reset`` failure."""
+
+
+class CheckFault(Exception):
+    """Raised by an injected ``check_resource`` failure."""
+
+
+class FaultyCare:
+    """``on_reset`` and ``check_resource`` for :class:`FaultyResources`, faulty on demand.
+
+    ``fail_resets``/``fail_checks`` make the next N calls do what ``reset_fault``/
+    ``check_fault`` say (a :data:`CareFault`); ``steps`` makes every async call first
+    take that many loop steps. Each call holds its resource exclusively while it runs,
+    so a task (or another hook) using it meanwhile, or its destruction, is flagged, as is
+    a call on a resource already destroyed. ``listener`` hears every check's verdict as
+    the manager will see it (True: it returned something true), when the check ends.
+    """
+
+    def __init__(self, resources: FaultyResources, *, hang_seconds: float = 0.01) -> None:
+        self.resources = resources
+        self.fail_resets = 0
+        self.reset_fault: CareFault = "error"
+        self.fail_checks = 0
+        self.check_fault: CareFault = "false"
+        self.steps = 0
+        self.hang_seconds = hang_seconds
+        self.resets = 0
+        self.checks = 0
+        self.faults: Counter[str] = Counter()
+        self.listener: Callable[[FaultyResource, bool], None] | None = None
+
+    def _begin(self, hook: str, resource: FaultyResource) -> object:
+        if not isinstance(resource, FaultyResource) or resource.owner is not self.resources:
+            self.resources.violation(f"{hook} given {resource!r}, which on_create never made")
+            return None
+        who = f"{hook} #{self.resets + self.checks}"
+        resource.acquire(who)
+        return who
+
+    def _fault(self, hook: str) -> CareFault | None:
+        if hook == "on_reset":
+            if self.fail_resets <= 0:
+                return None
+            self.fail_resets -= 1
+            kind = self.reset_fault
+        else:
+            if self.fail_checks <= 0:
+                return None
+            self.fail_checks -= 1
+            kind = self.check_fault
+        self.faults[f"{hook} {kind}"] += 1
+        return kind
+
+    async def _act(self, hook: str, kind: CareFault | None) -> bool:
+        await _hang(self.steps, 0.0)
+        if kind is None:
+            return True
+        if kind == "false":
+            return hook == "on_reset"
+        if kind == "hang":
+            await asyncio.sleep(self.hang_seconds)  # until cancelled, bounded
+            return True
+        await raise_fault(kind, ResetFault if hook == "on_reset" else CheckFault, hook)
+        raise AssertionError("raise_fault returned")  # pragma: no cover
+
+    def _act_sync(self, hook: str, kind: CareFault | None) -> bool:
+        if kind is None or kind == "hang":
+            return True
+        if kind == "false":
+            return hook == "on_reset"
+        raise make_fault(kind, ResetFault if hook == "on_reset" else CheckFault, hook)
+
+    async def reset(self, resource: FaultyResource) -> None:
+        """``on_reset``: an async function."""
+        self.resets += 1
+        who = self._begin("on_reset", resource)
+        try:
+            await self._act("on_reset", self._fault("on_reset"))
+        finally:
+            resource.release(who)
+
+    def reset_sync(self, resource: FaultyResource) -> None:
+        """``on_reset`` as a plain function."""
+        self.resets += 1
+        who = self._begin("on_reset", resource)
+        try:
+            self._act_sync("on_reset", self._fault("on_reset"))
+        finally:
+            resource.release(who)
+
+    async def check(self, resource: FaultyResource) -> bool:
+        """``check_resource``: an async function."""
+        self.checks += 1
+        who = self._begin("check_resource", resource)
+        usable = False
+        try:
+            usable = await self._act("check_resource", self._fault("check_resource"))
+            return usable
+        finally:
+            resource.release(who)
+            self._heard(resource, usable)
+
+    def check_sync(self, resource: FaultyResource) -> bool:
+        """``check_resource`` as a plain function."""
+        self.checks += 1
+        who = self._begin("check_resource", resource)
+        usable = False
+        try:
+            usable = self._act_sync("check_resource", self._fault("check_resource"))
+            return usable
+        finally:
+            resource.release(who)
+            self._heard(resource, usable)
+
+    def _heard(self, resource: FaultyResource, usable: bool) -> None:
+        if self.listener is not None and isinstance(resource, FaultyResource):
+            self.listener(resource, usable)
 
 
 # -------------------------------------------------------------------------- tasks
@@ -1093,7 +1251,9 @@ async def _contained(awaitable: Awaitable[T]) -> T | None:
 
 # ------------------------------------------------------------------------- ledger
 
-KNOWN_ENGINE_BUGS: frozenset[str] = frozenset()  # none known; add by name to tolerate one
+# reset_swallows_fn_cancel: tests/test_found_by_care_faults.py's
+# test_a_run_task_function_that_cancels_its_caller_still_cancels_it_with_on_reset
+KNOWN_ENGINE_BUGS: frozenset[str] = frozenset({"reset_swallows_fn_cancel"})
 """Engine bugs this harness found that are not fixed yet, each with a strict-xfail test in
 ``tests/test_found_by_faults.py``. A :class:`Ledger` tolerates them (and the state machine
 and the soak avoid triggering the first) so that the rest of the contract stays checked.
@@ -1182,6 +1342,9 @@ _EPSILON = 0.005  # seconds of slack when deciding whether a backoff timer has f
 # for a loaded machine; on_destroy hangs the harness injects are a few loop steps.
 _PROMPT = 5.0
 _KILLED = "task manager was killed"
+_ABANDONED = re.compile(
+    r"on_destroy for FaultyResource\((\d+)\) still running after destroy_timeout"
+)
 _STOPPING = "task manager is shutting down"
 
 Expect = tuple[str, object]
@@ -1280,7 +1443,7 @@ class Ticket:
         self.ledger._started(self)
 
     def finished(self, resource: FaultyResource, error: BaseException | None) -> None:
-        self.ledger._finished(self, error)
+        self.ledger._finished(self, resource, error)
 
 
 def _map_fn(resource: FaultyResource, ticket: Ticket) -> Any:
@@ -1337,6 +1500,8 @@ class Ledger:
         keep_history: bool = True,
         sync_factories: bool = False,
         tolerate: frozenset[str] = KNOWN_ENGINE_BUGS,
+        on_reset: Literal["sync", "async"] | None = None,
+        check_resource: Literal["sync", "async"] | None = None,
         **config: Any,
     ) -> None:
         if "logger" in config:
@@ -1355,6 +1520,15 @@ class Ledger:
             "logger": self.logger,
             "retry_backoff": self._observed(inner_backoff, None),
         }
+        # Resource care: the ledger's FaultyCare, plain or async, if asked for.
+        self.care = FaultyCare(self.resources)
+        self.care.listener = self._check_ended
+        if on_reset is not None:
+            settings["on_reset"] = self.care.reset_sync if on_reset == "sync" else self.care.reset
+        if check_resource is not None:
+            settings["check_resource"] = (
+                self.care.check_sync if check_resource == "sync" else self.care.check
+            )
         settings.update(config)
         self.health: Callable[[BaseException], bool] | None = settings["check_health"]
         if self.health is not None:
@@ -1366,8 +1540,17 @@ class Ledger:
         workers: int = settings["worker_count"]
         self.worker_count = workers
         self.max_workers: int = settings.get("max_worker_count") or 2 * workers
+        self.cap: int | None = settings.get("max_resources")
+        self.resources.cap = self.cap
         pool = settings.get("resource_pool_size")
-        self.pool_size: int = workers if pool is None else pool
+        if pool is None:  # as Config resolves it: worker_count, as far as the cap leaves room
+            pool = workers if self.cap is None else min(workers, self.cap - workers)
+        self.pool_size: int = pool
+        # A healthy failure on a worker is followed by check_resource, whose verdict
+        # decides whether it counts as unhealthy: those tickets wait for it, by resource.
+        self.checks_failures = settings.get("check_resource") is not None
+        self.resets_after_run = settings.get("on_reset") is not None
+        self.judging: dict[int, tuple[Ticket, BaseException]] = {}
         self.max_retries: int = settings.get("max_retries", 3)
         self.task_retries: int = settings.get("task_retries", 0)
         self.queue_size: int = settings.get("max_queue_size", 0)
@@ -1583,6 +1766,8 @@ class Ledger:
         """
         if level == "info" and text == "task manager killed":
             self._kill_begins()
+        elif level == "error" and (found := _ABANDONED.match(text)):
+            self.resources.abandon(int(found.group(1)))
         elif level == "error" and (
             (text.startswith("tasker_aio: ") and " failed: " in text)
             or (text.startswith("on_destroy for ") and text.endswith(" was cancelled"))
@@ -1639,12 +1824,19 @@ class Ledger:
             return
         self._move(t, RUNNING)
 
-    def _finished(self, t: Ticket, error: BaseException | None) -> None:
+    def _finished(self, t: Ticket, resource: FaultyResource, error: BaseException | None) -> None:
         self._sync()
         if t.in_attempt:
             t.in_attempt = False
             if t.form != "run_task":
                 self.in_attempt_workers -= 1
+        if t.fail_pending and self.checks_failures and t.form != "run_task":
+            # Its caller gave up while it ran: the worker counts the failure once
+            # check_resource has judged a healthy one (see _check_ended).
+            lib_error = _NOT_AWAITABLE if t.step.kind == "not_awaitable" else error
+            if lib_error is not None and (self.health is None or self.health(lib_error)):
+                self.judging[resource.ident] = (t, lib_error)
+                return
         if t.fail_pending:
             t.fail_pending = False
             self.fail_pending -= 1
@@ -1668,6 +1860,31 @@ class Ledger:
             self._final(t, "completed", ("value", t.ident))
             return
         healthy = self._healthy(lib_error)
+        if healthy and self.checks_failures:
+            # check_resource is asked next, on this resource: its verdict decides.
+            if resource.ident in self.judging:
+                self.violation(f"{t!r} failed on {resource!r}, which is still being judged")
+            self.judging[resource.ident] = (t, lib_error)
+            return
+        self._conclude(t, lib_error, healthy)
+
+    def _check_ended(self, resource: FaultyResource, usable: bool) -> None:
+        """check_resource on ``resource`` just ended; a ticket waiting for it is decided."""
+        judged = self.judging.pop(resource.ident, None)
+        if judged is None:
+            return
+        t, lib_error = judged
+        self._sync()
+        if t.fail_pending:  # its caller cancelled it while the check ran
+            t.fail_pending = False
+            self.fail_pending -= 1
+        if t.state != RUNNING:  # its caller gave up, or kill() answered it, meanwhile
+            self._retire(t)
+            return
+        self._conclude(t, lib_error, usable)
+
+    def _conclude(self, t: Ticket, lib_error: BaseException, healthy: bool) -> None:
+        """A worker's attempt of ``t`` failed with ``lib_error``, healthy or not."""
         t.errors.append(lib_error)
         if healthy:
             t.healthy += 1
@@ -1891,10 +2108,21 @@ class Ledger:
         if isinstance(error, ManagerStoppedError):
             return "" if str(error) == _KILLED and self.kill_seen else got
         if t.attempts == 0:  # never started: only a failed temporary resource explains it
-            ok = (
-                isinstance(error, ResourceCreationError)
-                and str(error).startswith("failed to create temporary resource")
-                and self.resources.made_fault(error.__cause__)
+            # ...or a failed pool resource made in place of one check_resource rejected,
+            # or max_resources all held by base workers with no pool to wait for.
+            text = str(error)
+            ok = isinstance(error, ResourceCreationError) and (
+                (
+                    text.startswith(
+                        ("failed to create temporary resource", "failed to create a pool resource")
+                    )
+                    and self.resources.made_fault(error.__cause__)
+                )
+                or (
+                    "is held by a base worker and the pool is empty" in text
+                    and self.cap == self.worker_count
+                    and self.pool_size == 0
+                )
             )
             return "" if ok else got
         if t.state != FINAL:
@@ -2113,7 +2341,11 @@ class Ledger:
         except asyncio.CancelledError:
             current.uncancel()  # the one its function asked for: delivered
             return
-        if not self.kill_seen and "destroy_swallows_caller_cancel" not in self.tolerate:
+        if (
+            not self.kill_seen
+            and "destroy_swallows_caller_cancel" not in self.tolerate
+            and not (self.resets_after_run and "reset_swallows_fn_cancel" in self.tolerate)
+        ):
             self.violation(
                 f"{t!r}: its run_task function cancelled the caller's task, and run_task"
                 " swallowed that cancellation"
@@ -2443,10 +2675,21 @@ class Ledger:
         if m.state == "new":
             return found
         stats = m.stats()
-        if stats.running_tasks != self.in_attempt_workers:
+        running = self.in_attempt_workers
+        # A task whose failure waits for check_resource still counts as running.
+        if not running <= stats.running_tasks <= running + len(self.judging):
             found.append(
-                f"stats().running_tasks={stats.running_tasks} but {self.in_attempt_workers}"
-                " tasks are running on workers"
+                f"stats().running_tasks={stats.running_tasks} but {running} tasks are running"
+                f" on workers and {len(self.judging)} wait for check_resource"
+            )
+        # The manager counts a slot from before on_create is called until after
+        # on_destroy ended (or was abandoned): never fewer than the harness sees.
+        live = self.resources.live
+        if stats.live_resources < live:
+            found.append(f"stats().live_resources={stats.live_resources} but {live} are live")
+        if self.cap is not None and stats.live_resources > self.cap:
+            found.append(
+                f"stats().live_resources={stats.live_resources} > max_resources {self.cap}"
             )
         for queue, live in (("main", stats.queued_tasks), ("priority", stats.priority_tasks)):
             low = self.queued[queue]
@@ -2520,6 +2763,7 @@ class Ledger:
             stats.priority_tasks,
             stats.active_workers,
             stats.available_resources,
+            stats.live_resources,
         )
         if any(busy):
             found.append(f"stats() not back to zero after shutdown: {stats}")
@@ -2543,6 +2787,11 @@ class Ledger:
         alive = [thread.name for thread in self.threads if thread.alive]
         if alive:
             found.append(f"threads still waiting after shutdown: {alive}")
+        if self.judging:
+            found.append(
+                "check_resource never ended after these failures:"
+                f" {[t for t, _ in self.judging.values()][:5]}"
+            )
         if self._health_marks:
             found.append(
                 "check_health was never asked about these failures:"

@@ -55,6 +55,7 @@ from . import faults
 from .faults import (
     AWAIT_METHODS,
     CALLBACK_METHODS,
+    CARE_FAULTS,
     COLLECTOR_METHODS,
     FAULT_KINDS,
     FUTURE_METHODS,
@@ -109,6 +110,25 @@ steps = st.one_of(
 plans = st.lists(steps, min_size=1, max_size=3).map(tuple)
 rounds = st.integers(0, 6)
 fault_kinds = st.sampled_from(FAULT_KINDS)
+# Resource care (on_reset, check_resource and its timing, max_resource_age, the cap on
+# live resources, destroy_timeout, create_backoff), in about half the examples.
+cares = st.none() | st.fixed_dictionaries(
+    {
+        "on_reset": st.sampled_from([None, "sync", "async"]),
+        "check_resource": st.sampled_from([None, "sync", "async"]),
+        "check_idle_after": st.sampled_from([0.0, 0.002, None]),
+        "check_interval": st.sampled_from([None, 0.002, 0.005]),  # with check_resource
+        "max_resource_age": st.sampled_from([None, None, 0.003, 0.01]),
+        "max_resources_over": st.none() | st.integers(0, 5),  # above worker_count
+        "destroy_timeout": st.sampled_from([None, None, 0.0, 0.001]),
+        "create_backoff": st.sampled_from([None, "zero", "tiny"]),
+        "care_steps": st.integers(0, 3),
+    }
+)
+CREATE_BACKOFFS: dict[str, Callable[[int], float]] = {
+    "zero": lambda attempt: 0.0,
+    "tiny": lambda attempt: 0.001,
+}
 configs = st.fixed_dictionaries(
     {
         "worker_count": st.integers(1, 3),
@@ -123,6 +143,7 @@ configs = st.fixed_dictionaries(
         "sync_factories": st.booleans(),
         "faulty_collector": st.booleans(),
         "finish_with": st.sampled_from(["stop", "kill"]),
+        "care": cares,
     }
 )
 SHUTDOWNS = (*SHUTDOWN_HOWS, "host_cancel")
@@ -157,6 +178,7 @@ class ManagerMachine(RuleBasedStateMachine):
         self.steps = 0
         self.finish_with = "stop"
         self.broken = False
+        self.care_on = False
 
     # ------------------------------------------------------------ plumbing
 
@@ -209,6 +231,21 @@ class ManagerMachine(RuleBasedStateMachine):
         self.finish_with = config.pop("finish_with")
         extra = config.pop("extra_workers")
         unhealthy_cancel = config.pop("cancel_is_unhealthy")
+        care = config.pop("care")
+        care_steps = 0
+        if care is not None:
+            self.care_on = True
+            care_steps = care.pop("care_steps")
+            over = care.pop("max_resources_over")
+            if over is not None:  # at most worker_count + pool + 3; the pool fits under it
+                over = min(over, config["resource_pool_size"] + 3)
+                care["max_resources"] = config["worker_count"] + over
+                config["resource_pool_size"] = min(config["resource_pool_size"], over)
+            if care["check_resource"] is None:
+                care["check_interval"] = None  # a ConfigError without check_resource
+            backoff = care.pop("create_backoff")
+            care["create_backoff"] = None if backoff is None else CREATE_BACKOFFS[backoff]
+            config.update(care)
         if config.pop("faulty_collector"):
             config["collector"] = FaultyCollector()
         ledger = self.ledger = Ledger(
@@ -220,6 +257,7 @@ class ManagerMachine(RuleBasedStateMachine):
             **config,
         )
         ledger.epsilon = self.epsilon
+        ledger.care.steps = care_steps
         release = self.release = asyncio.Event()
 
         async def own() -> None:
@@ -409,6 +447,23 @@ class ManagerMachine(RuleBasedStateMachine):
         self.ledger.resources.hang_creates += count
         self.hung = True
 
+    @precondition(lambda self: self.care_on)
+    @rule(
+        hook=st.sampled_from(["on_reset", "check_resource"]),
+        count=st.integers(1, 3),
+        kind=st.sampled_from(CARE_FAULTS),
+    )
+    def fail_care(self, hook: str, count: int, kind: Any) -> None:
+        """The next on_reset/check_resource calls fail, say no, raise anything or hang a while."""
+        assert self.ledger is not None
+        care = self.ledger.care
+        if hook == "on_reset":
+            care.fail_resets += count
+            care.reset_fault = kind
+        else:
+            care.fail_checks += count
+            care.check_fault = kind
+
     @rule(create=st.integers(0, 4), destroy=st.integers(0, 4))
     def slow_resources(self, create: int, destroy: int) -> None:
         """on_create/on_destroy hang for a few loop steps from now on (async factories)."""
@@ -523,6 +578,23 @@ class ManagerMachine(RuleBasedStateMachine):
         assert ledger is not None and self.release is not None and self.owner is not None
         try:
             async with asyncio.timeout(30):  # a hang detector, not a speed assertion
+                if ledger.manager.state == "running" and not self.hung:
+                    resources, manager = ledger.resources, ledger.manager
+                    await self.until(  # once creations and destructions in flight are over
+                        lambda: (
+                            manager.state != "running"
+                            or manager.stats().live_resources == resources.live
+                        ),
+                        "stats().live_resources to match the live resources",
+                    )
+                    await self.until(  # capacity: a spent pool resource is always replaced
+                        lambda: (
+                            manager.state != "running"
+                            or ledger.run_in_flight > 0
+                            or manager.stats().available_resources == ledger.pool_size
+                        ),
+                        "the pool to be full again",
+                    )
                 if self.hung and not self.host_cancelled:  # stop() would wait for on_create
                     await ledger.kill()
                 if ledger.manager.state == "running" and not self.host_cancelled:

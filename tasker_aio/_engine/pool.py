@@ -130,10 +130,12 @@ class ResourcePool(Generic[R]):
                 except BaseException as exc:
                     error = task_error(fn, returned, exc)
                     healthy = self._health(error)
+                    # Counted now: the check below is not the task's time, and its
+                    # caller may give up during it.
+                    self._failed(outcome(queued_at, started_at, time.monotonic()))
                     if healthy and entry is not None:
                         healthy = False  # until the check says otherwise (it may be cut short)
                         healthy = await self._care.usable_after_failure(entry)
-                    self._failed(outcome(queued_at, started_at, time.monotonic()))
                     if error is exc:
                         raise
                     raise error from None
@@ -212,16 +214,21 @@ class ResourcePool(Generic[R]):
         """A new pool resource for this caller, in place of a spent one being destroyed.
 
         Raises:
-            ResourceCreationError: it could not be created (a refill keeps trying).
+            ResourceCreationError: it could not be created (a refill keeps trying, as
+                it does when the caller is cancelled meanwhile).
         """
         resources = self._resources
-        await resources.slots.take()
+        try:
+            await resources.slots.take()
+        except BaseException:  # cancelled waiting for room: the pool is one short
+            self._refill()
+            raise
         try:
             resource = await resources.create()
         except BaseException as exc:
             resources.slots.free()
+            self._refill()  # the pool is one short: keep trying in the background
             if isinstance(exc, HookError):
-                self._refill()  # the pool is one short: keep trying in the background
                 raise ResourceCreationError(
                     f"failed to create a pool resource: {exc.error}"
                 ) from exc.error

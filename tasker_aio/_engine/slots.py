@@ -65,7 +65,7 @@ class Slots:
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.free()  # handed a slot just as we were cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # free() may have skipped it already
                 self._waiters.remove(waiter)
             raise
 
