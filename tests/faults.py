@@ -1251,9 +1251,7 @@ async def _contained(awaitable: Awaitable[T]) -> T | None:
 
 # ------------------------------------------------------------------------- ledger
 
-# reset_swallows_fn_cancel: tests/test_found_by_care_faults.py's
-# test_a_run_task_function_that_cancels_its_caller_still_cancels_it_with_on_reset
-KNOWN_ENGINE_BUGS: frozenset[str] = frozenset({"reset_swallows_fn_cancel"})
+KNOWN_ENGINE_BUGS: frozenset[str] = frozenset()
 """Engine bugs this harness found that are not fixed yet, each with a strict-xfail test in
 ``tests/test_found_by_faults.py``. A :class:`Ledger` tolerates them (and the state machine
 and the soak avoid triggering the first) so that the rest of the contract stays checked.
@@ -1549,7 +1547,6 @@ class Ledger:
         # A healthy failure on a worker is followed by check_resource, whose verdict
         # decides whether it counts as unhealthy: those tickets wait for it, by resource.
         self.checks_failures = settings.get("check_resource") is not None
-        self.resets_after_run = settings.get("on_reset") is not None
         self.judging: dict[int, tuple[Ticket, BaseException]] = {}
         self.max_retries: int = settings.get("max_retries", 3)
         self.task_retries: int = settings.get("task_retries", 0)
@@ -2341,11 +2338,7 @@ class Ledger:
         except asyncio.CancelledError:
             current.uncancel()  # the one its function asked for: delivered
             return
-        if (
-            not self.kill_seen
-            and "destroy_swallows_caller_cancel" not in self.tolerate
-            and not (self.resets_after_run and "reset_swallows_fn_cancel" in self.tolerate)
-        ):
+        if not self.kill_seen and "destroy_swallows_caller_cancel" not in self.tolerate:
             self.violation(
                 f"{t!r}: its run_task function cancelled the caller's task, and run_task"
                 " swallowed that cancellation"

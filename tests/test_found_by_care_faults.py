@@ -190,10 +190,6 @@ def test_a_run_task_failure_is_counted_even_if_its_caller_gives_up_during_the_ch
 
 
 @LOOPS
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hooks.call_async takes a cancel requested before on_reset began for a stray one",
-)
 def test_a_run_task_function_that_cancels_its_caller_still_cancels_it_with_on_reset(
     loop_factory: LoopFactory, tracker: Tracker
 ) -> None:

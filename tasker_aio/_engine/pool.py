@@ -103,6 +103,7 @@ class ResourcePool(Generic[R]):
         entry: Pooled[R] | None = None
         resource: Any = NO_RESOURCE
         healthy = True
+        cancel_asked = False  # the caller's cancellation was requested while fn ran
         caller = asyncio.current_task()
         run.hold()
         if caller is not None:
@@ -123,10 +124,12 @@ class ResourcePool(Generic[R]):
                 else:
                     resource = entry.resource
                 started_at = time.monotonic()
+                cancels = caller.cancelling() if caller is not None else 0
                 returned: Any = NOT_CALLED
                 try:
                     returned = fn(resource)
                     result: E = await returned
+                    cancel_asked = caller is not None and caller.cancelling() > cancels
                 except BaseException as exc:
                     error = task_error(fn, returned, exc)
                     healthy = self._health(error)
@@ -145,7 +148,12 @@ class ResourcePool(Generic[R]):
         finally:
             self._callers.discard(caller)
             try:
-                if entry is not None:
+                if entry is not None and cancel_asked:
+                    # A reset would await in a task about to be cancelled, and take that
+                    # cancellation for its own failure: replace the resource instead,
+                    # without awaiting, so the cancellation reaches the caller.
+                    self._replace(entry)
+                elif entry is not None:
                     await self._give_back(entry, healthy)
                 elif resource is not NO_RESOURCE:
                     await self._resources.destroy(resource)  # may re-raise our cancel
