@@ -354,8 +354,7 @@ class Worker(Generic[R, E]):
                     healthy = await crew.care.usable_after_failure(self)
                 except asyncio.CancelledError as cancel:
                     crew.run.survive(cancel)  # kill()'s: run() answers self.current
-                    # interrupt()'s, if its caller gave up meanwhile: spent on the check
-                    self.cancel_requested = False
+                    self.cancel_requested = False  # interrupt()'s: spent on the check
                     healthy = False
             outcomes.settle(task, error, healthy, interrupted)
         finally:
