@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from tasker_aio import Config, TaskManager
+
 
 class Resource:
     """A fake resource that fails loudly if two tasks use it at once."""
@@ -103,3 +105,16 @@ async def wait_until(predicate: Callable[[], bool], rounds: int = 10_000) -> Non
             return
         await asyncio.sleep(0)
     raise AssertionError("condition never became true")
+
+
+def manager_on(tracker: Tracker, **config: Any) -> TaskManager[Resource, str]:
+    """A manager of ``tracker``'s resources: one worker, no pool, no bursting, then ``config``."""
+    settings: dict[str, Any] = {
+        "on_create": tracker.create,
+        "on_destroy": tracker.destroy,
+        "worker_count": 1,
+        "resource_pool_size": 0,
+        "burst_interval": None,
+    }
+    settings.update(config)
+    return TaskManager(Config(**settings))

@@ -22,6 +22,7 @@ from tasker_aio import (
 )
 
 from .helpers import Resource, Tracker, settle, use
+from .loops import loop_factories
 
 Make = Callable[..., TaskManager[Any, Any]]
 
@@ -468,16 +469,7 @@ async def test_call_from_another_event_loop(make_manager: Make) -> None:
         await still_works(manager)
 
 
-def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the bench group CI installs
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
-
-
-@pytest.mark.parametrize("new_loop", _loop_factories())
+@pytest.mark.parametrize("new_loop", loop_factories())
 def test_call_after_its_loop_stopped(tracker: Tracker, new_loop: Callable[[], Any]) -> None:
     """A call from a new loop in the same thread, once the manager's loop stopped, is refused."""
     manager: TaskManager[Any, Any] = TaskManager(

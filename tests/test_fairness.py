@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,22 +18,12 @@ from tasker_aio import Config, TaskManager
 from tasker_aio._engine import worker, workers
 
 from .helpers import Tracker
-
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+from .loops import LOOPS, LoopFactory
 
 BUDGET = workers._TURN_BUDGET  # seconds the workers may run back to back per turn
 STEP = BUDGET / 100  # what each task adds to the fake clock
 WORKERS = 200
 TASKS = 20_000
-
-
-def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the bench group
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
 
 
 class FakeClock:
@@ -93,7 +82,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-@pytest.mark.parametrize("loop_factory", _loop_factories())
+@LOOPS
 def test_a_flood_on_many_workers_gives_the_loop_a_turn_every_budget(
     loop_factory: LoopFactory, tracker: Tracker, clock: FakeClock
 ) -> None:
@@ -105,7 +94,7 @@ def test_a_flood_on_many_workers_gives_the_loop_a_turn_every_budget(
     assert len(per_turn) >= TASKS * STEP / (2 * BUDGET + 2 * WORKERS * STEP)
 
 
-@pytest.mark.parametrize("loop_factory", _loop_factories())
+@LOOPS
 def test_many_workers_share_the_budget_instead_of_yielding_after_each_task(
     loop_factory: LoopFactory, tracker: Tracker, clock: FakeClock
 ) -> None:

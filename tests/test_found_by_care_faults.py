@@ -6,48 +6,13 @@ One test per bug; every test runs on the default loop and on uvloop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
 
-import pytest
-
-from tasker_aio import Config, TaskManager
 from tasker_aio._engine.slots import Slots
 
-from .helpers import Resource, Tracker
+from .helpers import Resource, Tracker, manager_on
+from .loops import LOOPS, LoopFactory, run
 
-T = TypeVar("T")
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 HANG = 5.0  # seconds: detects a hang; never a speed requirement
-
-
-def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the bench group
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
-
-
-LOOPS = pytest.mark.parametrize("loop_factory", _loop_factories())
-
-
-def run(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main())
-
-
-def manager_on(tracker: Tracker, **config: Any) -> TaskManager[Resource, str]:
-    settings: dict[str, Any] = {
-        "on_create": tracker.create,
-        "on_destroy": tracker.destroy,
-        "worker_count": 1,
-        "resource_pool_size": 0,
-        "burst_interval": None,
-    }
-    settings.update(config)
-    return TaskManager(Config(**settings))
 
 
 @LOOPS
