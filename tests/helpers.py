@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from tasker_aio import Config, TaskManager
+from tasker_aio import Config, TaskLifecycleTimestamps, TaskManager, TaskMetrics
 
 
 class Resource:
@@ -118,3 +118,31 @@ def manager_on(tracker: Tracker, **config: Any) -> TaskManager[Resource, str]:
     }
     settings.update(config)
     return TaskManager(Config(**settings))
+
+
+class ArrivalsOnly:
+    """A custom collector counting arrivals only (what an exporter reads from metrics()).
+
+    ``broken`` makes metrics() raise.
+    """
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.arrived = 0
+        self.broken = broken
+
+    def record_arrival(self) -> None:
+        self.arrived += 1
+
+    def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
+        pass
+
+    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
+        pass
+
+    def record_retry(self) -> None:
+        pass
+
+    def metrics(self) -> TaskMetrics:
+        if self.broken:
+            raise RuntimeError("collector down")
+        return TaskMetrics(total_tasks_arrived=self.arrived)

@@ -29,15 +29,13 @@ from opentelemetry.trace import StatusCode
 from tasker_aio import (
     ManagerStoppedError,
     MaxRetriesExceededError,
-    TaskLifecycleTimestamps,
     TaskManager,
-    TaskMetrics,
     WorkerAdded,
 )
 from tasker_aio._exporting import DEFAULT_BUCKETS
 from tasker_aio.otel import instrument, tracer
 
-from .helpers import Resource, use
+from .helpers import ArrivalsOnly, Resource, use
 
 Make = Callable[..., TaskManager[Any, Any]]
 Points = dict[tuple[str, frozenset[tuple[str, Any]]], Any]
@@ -240,36 +238,11 @@ async def test_close_stops_the_measurements(
     assert number(after, "tasker.tasks.arrived", pool="a") == 5  # observed again
 
 
-class Arrivals:
-    """A custom collector counting arrivals only; ``broken`` makes metrics() raise."""
-
-    def __init__(self, *, broken: bool = False) -> None:
-        self.arrived = 0
-        self.broken = broken
-
-    def record_arrival(self) -> None:
-        self.arrived += 1
-
-    def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
-        pass
-
-    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
-        pass
-
-    def record_retry(self) -> None:
-        pass
-
-    def metrics(self) -> TaskMetrics:
-        if self.broken:
-            raise RuntimeError("collector down")
-        return TaskMetrics(total_tasks_arrived=self.arrived)
-
-
 async def test_a_custom_collector_feeds_no_histograms(
     make_manager: Make, meter_provider: MeterProvider, reader: InMemoryMetricReader
 ) -> None:
     """The counters are the custom collector's own; the histograms stay empty."""
-    async with make_manager(collector=Arrivals()) as manager:
+    async with make_manager(collector=ArrivalsOnly()) as manager:
         handle = instrument(manager, meter_provider=meter_provider)
         await work(manager, completed=2, failed=0)
         points, _ = collect(reader)
@@ -286,7 +259,7 @@ async def test_a_manager_that_cannot_answer_is_left_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A collector that raises costs its manager's observations, logged; others are kept."""
-    async with make_manager(collector=Arrivals(broken=True)) as broken, make_manager() as fine:
+    async with make_manager(collector=ArrivalsOnly(broken=True)) as broken, make_manager() as fine:
         handles = [
             instrument(broken, meter_provider=meter_provider, attributes={"pool": "broken"}),
             instrument(fine, meter_provider=meter_provider, attributes={"pool": "fine"}),

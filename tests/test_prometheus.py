@@ -29,12 +29,11 @@ from tasker_aio import (
     MaxRetriesExceededError,
     TaskLifecycleTimestamps,
     TaskManager,
-    TaskMetrics,
     new_collector,
 )
 from tasker_aio.prometheus import DEFAULT_BUCKETS, instrument
 
-from .helpers import Resource, use
+from .helpers import ArrivalsOnly, Resource, use
 
 Make = Callable[..., TaskManager[Any, Any]]
 Scrape = Callable[[], Awaitable[str]]
@@ -231,43 +230,18 @@ async def test_the_default_registry_is_used_unless_told_otherwise(make_manager: 
         assert REGISTRY.get_sample_value(arrived) is None
 
 
-class Counting:
-    """A custom collector counting arrivals only: the exporter reads its metrics()."""
-
-    def __init__(self, *, broken: bool = False) -> None:
-        self.arrived = 0
-        self.broken = broken
-
-    def record_arrival(self) -> None:
-        self.arrived += 1
-
-    def record_completion(self, stamps: TaskLifecycleTimestamps) -> None:
-        pass
-
-    def record_failure(self, stamps: TaskLifecycleTimestamps) -> None:
-        pass
-
-    def record_retry(self) -> None:
-        pass
-
-    def metrics(self) -> TaskMetrics:
-        if self.broken:
-            raise RuntimeError("collector down")
-        return TaskMetrics(total_tasks_arrived=self.arrived)
-
-
 async def test_a_custom_collector_has_counters_and_gauges_but_no_histograms(
     make_manager: Make, registry: CollectorRegistry, scrape: Scrape
 ) -> None:
     """The counters are the custom collector's own; the histogram families are left out."""
-    async with make_manager(collector=Counting()) as manager:
+    async with make_manager(collector=ArrivalsOnly()) as manager:
         exporter = instrument(manager, registry=registry)
         await work(manager, completed=2, failed=0)
         text = await scrape()
         exporter.close()
     samples = parse(text)
     assert value(samples, "tasker_tasks_arrived_total") == 2
-    assert value(samples, "tasker_tasks_completed_total") == 0  # what Counting reports
+    assert value(samples, "tasker_tasks_completed_total") == 0  # what ArrivalsOnly reports
     assert value(samples, "tasker_workers", kind="base") == 2
     assert "_seconds" not in text
 
@@ -279,7 +253,7 @@ async def test_a_manager_that_cannot_answer_is_left_out_of_the_scrape(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A collector that raises costs its manager's series, logged; the others are scraped."""
-    async with make_manager(collector=Counting(broken=True)) as broken, make_manager() as fine:
+    async with make_manager(collector=ArrivalsOnly(broken=True)) as broken, make_manager() as fine:
         exporters = [
             instrument(broken, registry=registry, labels={"pool": "broken"}),
             instrument(fine, registry=registry, labels={"pool": "fine"}),
