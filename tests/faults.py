@@ -89,7 +89,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from functools import partial
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from tasker_aio import (
     Config,
@@ -220,7 +220,7 @@ FaultKind = Literal["error", "keyboard", "exit", "base", "stray"]
 """What an injected hook failure raises: ``"error"`` an ordinary exception (of the
 hook's own fault class), ``"keyboard"`` ``KeyboardInterrupt``, ``"exit"``
 ``SystemExit``, ``"base"`` :class:`HookFault`, ``"stray"`` a stray ``CancelledError``."""
-FAULT_KINDS: tuple[FaultKind, ...] = ("error", "keyboard", "exit", "base", "stray")
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 
 def make_fault(kind: FaultKind, error: Callable[[str], BaseException], what: str) -> BaseException:
@@ -508,7 +508,7 @@ CareFault = Literal["false", "error", "keyboard", "exit", "base", "stray", "hang
 says the resource is not usable (an ``on_reset`` returns normally), ``"hang"`` it waits
 until cancelled, for ``hang_seconds`` at most (then succeeds; a plain function cannot
 hang), anything else raises as the :data:`FaultKind` of that name."""
-CARE_FAULTS: tuple[CareFault, ...] = ("false", "error", "keyboard", "exit", "base", "stray", "hang")
+CARE_FAULTS: tuple[CareFault, ...] = get_args(CareFault)
 
 
 class ResetFault(Exception):
@@ -665,23 +665,7 @@ StepKind = Literal[
     "stop_inside",
     "kill",
 ]
-STEP_KINDS: tuple[StepKind, ...] = (
-    "ok",
-    "healthy",
-    "unhealthy",
-    "fatal",
-    "keyboard",
-    "exit",
-    "ignore_cancel",
-    "block",
-    "not_awaitable",
-    "self_cancel",
-    "cancel_and_return",
-    "cancel_to_timeout",
-    "stray_cancel",
-    "stop_inside",
-    "kill",
-)
+STEP_KINDS: tuple[StepKind, ...] = get_args(StepKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1135,13 +1119,7 @@ class ListLogger:
 CollectorMethod = Literal[
     "record_arrival", "record_completion", "record_failure", "record_retry", "metrics"
 ]
-COLLECTOR_METHODS: tuple[CollectorMethod, ...] = (
-    "record_arrival",
-    "record_completion",
-    "record_failure",
-    "record_retry",
-    "metrics",
-)
+COLLECTOR_METHODS: tuple[CollectorMethod, ...] = get_args(CollectorMethod)
 
 
 class FaultyCollector:
@@ -1279,21 +1257,7 @@ ShutdownHow = Literal[
     "run_task_kill",
     "run_task_stop_inside",
 ]
-SHUTDOWN_HOWS: tuple[ShutdownHow, ...] = (
-    "stop",
-    "kill",
-    "stop_timeout",
-    "thread_stop",
-    "thread_kill",
-    "callback_stop",
-    "callback_kill",
-    "async_callback_stop",
-    "async_callback_kill",
-    "task_kill",
-    "task_stop_inside",
-    "run_task_kill",
-    "run_task_stop_inside",
-)
+SHUTDOWN_HOWS: tuple[ShutdownHow, ...] = get_args(ShutdownHow)
 
 Form = Literal["await", "future", "callback", "run_task", "map"]
 AWAIT_METHODS = (
