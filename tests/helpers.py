@@ -6,7 +6,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from tasker_aio import Config, TaskLifecycleTimestamps, TaskManager, TaskMetrics
+from tasker_aio import (
+    Config,
+    MaxRetriesExceededError,
+    TaskLifecycleTimestamps,
+    TaskManager,
+    TaskMetrics,
+)
 
 
 class Resource:
@@ -146,3 +152,18 @@ class ArrivalsOnly:
         if self.broken:
             raise RuntimeError("collector down")
         return TaskMetrics(total_tasks_arrived=self.arrived)
+
+
+async def refused(resource: Resource) -> None:
+    """A task that fails as a refused connection would."""
+    raise ConnectionError("refused")
+
+
+async def work(manager: TaskManager[Any, Any], completed: int, failed: int) -> None:
+    """``completed`` tasks that succeed and ``failed`` that fail twice (one retry each)."""
+    outcomes = await asyncio.gather(
+        *[manager.queue_task(use(n)) for n in range(completed)],
+        *[manager.submit(refused, retries=1, backoff=lambda attempt: 0.0) for _ in range(failed)],
+        return_exceptions=True,
+    )
+    assert sum(isinstance(outcome, MaxRetriesExceededError) for outcome in outcomes) == failed

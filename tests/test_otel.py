@@ -35,7 +35,7 @@ from tasker_aio import (
 from tasker_aio._exporting import DEFAULT_BUCKETS
 from tasker_aio.otel import instrument, tracer
 
-from .helpers import ArrivalsOnly, Resource, use
+from .helpers import ArrivalsOnly, Resource, refused, use, work
 
 Make = Callable[..., TaskManager[Any, Any]]
 Points = dict[tuple[str, frozenset[tuple[str, Any]]], Any]
@@ -92,20 +92,6 @@ def histogram(points: Points, name: str, **attributes: Any) -> HistogramDataPoin
     point = points[name, frozenset(attributes.items())]
     assert isinstance(point, HistogramDataPoint)
     return point
-
-
-async def fail(resource: Resource) -> None:
-    raise ConnectionError("refused")
-
-
-async def work(manager: TaskManager[Any, Any], completed: int, failed: int) -> None:
-    """``completed`` tasks that succeed and ``failed`` that fail twice (one retry each)."""
-    outcomes = await asyncio.gather(
-        *[manager.queue_task(use(n)) for n in range(completed)],
-        *[manager.submit(fail, retries=1, backoff=lambda attempt: 0.0) for _ in range(failed)],
-        return_exceptions=True,
-    )
-    assert sum(isinstance(outcome, MaxRetriesExceededError) for outcome in outcomes) == failed
 
 
 # ------------------------------------------------------------------------ metrics
@@ -450,7 +436,7 @@ async def test_a_failed_task_records_its_error(
     """Outcome failed: the exception is recorded, error.type set, status ERROR."""
     async with make_manager(tracer=tracer(tracer_provider)) as manager:
         with pytest.raises(ConnectionError):
-            await manager.queue_task(fail)
+            await manager.queue_task(refused)
     (task,) = finished(exported)
     assert attribute(task, "tasker.task.outcome") == "failed"
     assert attribute(task, "tasker.task.attempts") == 1
@@ -477,7 +463,7 @@ async def test_retries_are_counted_in_attempts(
     async with make_manager(tracer=tracer(tracer_provider), **config) as manager:
         assert await manager.queue_task(flaky) == "ok"
         with pytest.raises(MaxRetriesExceededError):
-            await manager.queue_task(fail)
+            await manager.queue_task(refused)
     recovered, gave_up = finished(exported)
     for span, outcome in ((recovered, "completed"), (gave_up, "failed")):
         assert attribute(span, "tasker.task.outcome") == outcome

@@ -26,14 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import DuplicateTimeseries
 
 from tasker_aio import (
-    MaxRetriesExceededError,
     TaskLifecycleTimestamps,
     TaskManager,
     new_collector,
 )
 from tasker_aio.prometheus import DEFAULT_BUCKETS, instrument
 
-from .helpers import ArrivalsOnly, Resource, use
+from .helpers import ArrivalsOnly, Resource, use, work
 
 Make = Callable[..., TaskManager[Any, Any]]
 Scrape = Callable[[], Awaitable[str]]
@@ -79,20 +78,6 @@ def parse(text: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, frozenset(labels.items())]
-
-
-async def fail(resource: Resource) -> None:
-    raise ConnectionError("refused")
-
-
-async def work(manager: TaskManager[Any, Any], completed: int, failed: int) -> None:
-    """``completed`` tasks that succeed and ``failed`` that fail twice (one retry each)."""
-    outcomes = await asyncio.gather(
-        *[manager.queue_task(use(n)) for n in range(completed)],
-        *[manager.submit(fail, retries=1, backoff=lambda attempt: 0.0) for _ in range(failed)],
-        return_exceptions=True,
-    )
-    assert sum(isinstance(outcome, MaxRetriesExceededError) for outcome in outcomes) == failed
 
 
 async def test_a_scrape_counts_the_work_done(
