@@ -304,7 +304,7 @@ def _fold_and_reference(count: int) -> tuple[list[int], list[int]]:
         rng.choice([rng.uniform(0, 1e-5), rng.uniform(0, 1), rng.uniform(0, 5000)])
         for _ in range(count)
     ]
-    durations.add(count, sum(values), values, (min(values), max(values)))
+    durations.add(sum(values), values, (min(values), max(values)))
     for value in values:
         reference.record_value(min(max(int(value * 10**7), 0), 3600 * 10**7))
     assert durations.hist.total_count == reference.total_count == count
